@@ -1,0 +1,185 @@
+"""The contract's routes, kept thin: validate, call a checkout or store function, answer."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import PlainTextResponse
+
+from . import checkout, monitor, store
+from .config import Settings
+from .db import Database
+from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
+from .models import ErrorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from .payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
+from .process import ProcessInfo
+
+log = logging.getLogger(__name__)
+
+IdempotencyKey = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Chosen by the shopper's browser; the same key always means the same checkout",
+    ),
+]
+PaymentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def require_operator(
+    settings: Annotated[Settings, Depends(get_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Demo mode leaves operator actions open, as the public demo does; else a bearer token."""
+    if settings.demo:
+        return
+    scheme, _, token = (authorization or "").partition(" ")
+    expected = settings.operator_token or ""
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("Operator actions need Authorization: Bearer <operator token>")
+
+
+Db = Annotated[Database, Depends(get_db)]
+Operator = Depends(require_operator)
+
+router = APIRouter()
+
+
+@router.get("/product", responses=errors(404))
+async def read_product(db: Db) -> ProductOut:
+    """The widget, its price and how many are left."""
+    product = await db.read(store.get_product)
+    if product is None:
+        raise NotFound("The catalogue is empty: run `widget-store migrate`")
+    return ProductOut.model_validate(product)
+
+
+@router.post(
+    "/checkout/{idempotency_key}",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The payment id, as plain text"}, **errors(404, 503)},
+)
+async def create_checkout(idempotency_key: IdempotencyKey) -> str:
+    """Start the checkout for this key (or rejoin it) and answer its payment id."""
+    return await checkout.start_checkout(idempotency_key)
+
+
+@router.post("/checkout/", include_in_schema=False)
+async def reject_empty_key() -> None:
+    """An empty key would otherwise fall through to a bare 404."""
+    raise InvalidInput("idempotency_key: must not be empty")
+
+
+@router.post(
+    "/payment_webhook/{payment_id}/{payment_status}",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The order id, as plain text"}, **errors(401, 404, 409, 503)},
+)
+async def receive_payment(
+    payment_id: PaymentId,
+    payment_status: PaymentStatus,
+    request: Request,
+    db: Db,
+    signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+) -> str:
+    """The payment provider's signed webhook: settle the checkout, answer the order id."""
+    try:
+        verify(request.app.state.webhook_secret, signature, payment_id, payment_status)
+    except SignatureError as exc:
+        raise BadSignature(str(exc)) from None
+    return str(await checkout.deliver_payment(db, payment_id, payment_status))
+
+
+@router.get("/order/{order_id}", responses=errors(404))
+async def read_order(order_id: int, db: Db) -> OrderOut:
+    """One order's status and dispatch progress."""
+    order = await db.read(store.get_order, order_id=order_id)
+    if order is None:
+        raise NotFound(f"No order {order_id}")
+    return OrderOut.model_validate(order)
+
+
+@router.get("/orders")
+async def read_orders(
+    db: Db, limit: Annotated[int | None, Query(ge=1, le=10_000)] = None
+) -> list[OrderOut]:
+    """Orders, newest first: all of them, or the latest `limit`."""
+    return [OrderOut.model_validate(row) for row in await db.read(store.list_orders, limit=limit)]
+
+
+@router.post("/restock", dependencies=[Operator], responses=errors(401))
+async def restock(db: Db) -> ProductOut:
+    """Set the widget's inventory to 100."""
+    await db.run(store.restock)
+    return await read_product(db)
+
+
+def crash_application() -> None:
+    """Kill the process at once, as a crash would; the supervisor brings it back."""
+    log.warning("crash button pressed: exiting now")
+    logging.shutdown()
+    os._exit(1)
+
+
+# Registered only in demo mode (see app.py): in production the route does not exist (404).
+crash_router = APIRouter()
+crash_router.post("/crash_application", status_code=204)(crash_application)
+
+
+@router.get("/health")
+async def read_health(request: Request) -> HealthOut:
+    """Is this process serving, since when, and what did it recover at start."""
+    settings = get_settings(request)
+    info: ProcessInfo = request.app.state.process
+    return HealthOut(
+        status="ok",
+        pid=os.getpid(),
+        started_at=info.started_at,
+        restart_count=settings.restart_count,
+        workflows_recovered=info.workflows_recovered,
+        executor_id=settings.executor_id,
+        application_version=settings.app_version,
+        database="sqlite" if settings.uses_sqlite else "postgresql",
+        demo=settings.demo,
+    )
+
+
+@router.get("/workflows", dependencies=[Operator], responses=errors(401))
+async def read_workflows(
+    status: Literal["PENDING", "SUCCESS", "ERROR", "CANCELLED", "ENQUEUED"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[WorkflowOut]:
+    """Workflows, newest first, with the step each running one has reached."""
+    return await monitor.list_workflows(status=status, limit=limit)
+
+
+@router.get("/workflows/{workflow_id}/steps", dependencies=[Operator], responses=errors(401, 404))
+async def read_workflow_steps(
+    workflow_id: Annotated[str, Path(max_length=200)],
+) -> list[StepOut]:
+    """One workflow's recorded steps, in order."""
+    steps = await monitor.workflow_steps(workflow_id)
+    if steps is None:
+        raise NotFound(f"No workflow {workflow_id!r}")
+    return steps

@@ -1,0 +1,141 @@
+"""The app factory: settings in, a FastAPI app out, with DBOS launched in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from dbos import DBOS, DBOSConfig
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.exc import DBAPIError
+
+from . import api, sandbox, workflows
+from .config import Settings
+from .db import open_database
+from .errors import StoreError
+from .paths import HTML_DIR
+from .process import ProcessInfo
+
+log = logging.getLogger(__name__)
+
+
+def dbos_config(settings: Settings) -> DBOSConfig:
+    config: DBOSConfig = {
+        "name": "widget-store",
+        "system_database_url": settings.system_database_url,
+        "application_version": settings.app_version,
+        "executor_id": settings.executor_id,
+        "log_level": settings.log_level,
+    }
+    if settings.uses_sqlite:
+        config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
+    return config
+
+
+async def count_recovered(settings: Settings) -> int:
+    """Right after launch, this executor's PENDING workflows are exactly the ones it recovered."""
+    pending = await DBOS.list_workflows_async(
+        status="PENDING",
+        executor_id=settings.executor_id,
+        app_version=settings.app_version,
+        load_input=False,
+        load_output=False,
+    )
+    return len(pending)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = await open_database(settings)
+        # Bound before launch: launch resumes pending workflows, which need the database.
+        workflows.bind(
+            workflows.Runtime(
+                db=db,
+                payment_timeout_s=settings.payment_timeout_s,
+                dispatch_tick_s=settings.dispatch_tick_s,
+                # The fault fires in the first incarnation only, or it would fire on every replay.
+                fault_after_step=settings.fault_after_step if settings.restart_count == 0 else None,
+            )
+        )
+        DBOS(config=dbos_config(settings))
+        # Launched inside the running loop, so recovered async workflows run on this loop.
+        DBOS.launch()
+        recovered = await count_recovered(settings)
+        log.info(
+            "serving (restart %d): recovered %d workflow(s) of executor %s",
+            settings.restart_count,
+            recovered,
+            settings.executor_id,
+        )
+        app.state.settings = settings
+        app.state.db = db
+        app.state.webhook_secret = settings.resolved_webhook_secret()
+        app.state.process = ProcessInfo(workflows_recovered=recovered)
+        async with httpx.AsyncClient(timeout=60) as http:
+            app.state.http = http
+            try:
+                yield
+            finally:
+                DBOS.destroy()
+                await db.datasource.engine.dispose()
+
+    app = FastAPI(
+        title="Widget Store",
+        summary="An online store that sells a widget and survives any crash.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(sandbox.router)
+    if settings.demo:
+        app.include_router(api.crash_router)
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/", include_in_schema=False)
+    async def read_page() -> FileResponse:
+        return FileResponse(HTML_DIR / "app.html")
+
+    app.mount("/static", StaticFiles(directory=HTML_DIR), name="static")
+    return app
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StoreError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with a one-line `detail` like every other error, and the itemised list beside it."""
+    assert isinstance(exc, RequestValidationError)
+    items = exc.errors()
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'][1:]) or 'request'}: {item['msg']}"
+        for item in items
+    )
+    return JSONResponse({"detail": detail, "errors": jsonable_encoder(items)}, status_code=422)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database that is away (restart, dropped connection) is a 503, not a 500: retry."""
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or isinstance(
+        exc, sa_exc.OperationalError | sa_exc.InterfaceError
+    ):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse(
+            {"detail": "The database is unavailable right now; nothing was lost, retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    log.exception("database error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal database error"}, status_code=500)

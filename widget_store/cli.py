@@ -1,0 +1,57 @@
+"""`widget-store`: serve (the default) or migrate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from . import logs
+from .config import Settings
+
+log = logging.getLogger("widget_store")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a wrong one stops the program with a message naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        sys.exit(f"widget-store: invalid configuration: {problems}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="widget-store",
+        description="An online store that sells a widget and survives any crash.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="migrate, then serve and restart after any crash")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    commands.add_parser("migrate", help="apply the migrations and seed the catalogue, then exit")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    logs.configure(settings.log_level)
+
+    from .migrate import migrate
+
+    migrate(settings)
+    if args.command == "migrate":
+        log.info("database is up to date")
+        return
+
+    from .supervisor import supervise
+
+    sys.exit(supervise(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000)))
+
+
+if __name__ == "__main__":
+    main()

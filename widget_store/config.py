@@ -1,0 +1,113 @@
+"""The store's settings, read once from the environment in an entry point and passed down."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE_NAME = "webhook_secret"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, each with a default that runs the demo on embedded SQLite."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WIDGET_STORE_", env_ignore_empty=True, extra="ignore"
+    )
+
+    # Where the embedded SQLite files and the generated webhook secret live.
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("widget-store")))
+    # Postgres for both the store's tables and DBOS's system tables; unset means embedded SQLite.
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DBOS_DATABASE_URL", "WIDGET_STORE_DATABASE_URL"),
+    )
+    webhook_secret: str | None = None
+    payment_timeout_s: float = Field(default=300.0, gt=0)
+    # The contract's "one a second"; tests shorten it to keep the suite quick.
+    dispatch_tick_s: float = Field(default=1.0, gt=0)
+    demo: bool = True
+    operator_token: str | None = None
+
+    # Pinned so a restarted process recovers workflows started by earlier builds of the same
+    # release (DBOS's default is a hash of the code, which changes with any edit).
+    app_version: str = "widget-store-1"
+    # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
+    executor_id: str = "local"
+    # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
+    sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Test-only fault injection: the first incarnation of the server dies right after this step.
+    fault_after_step: str | None = None
+    # Set by the supervisor for each incarnation of the serving process.
+    restart_count: int = Field(default=0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg_driver(cls, url: str | None) -> str | None:
+        """Accept plain postgres URLs and always talk to Postgres through psycopg 3."""
+        if url is None:
+            return None
+        for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        if url.startswith("postgresql+psycopg://"):
+            return url
+        raise ValueError(
+            "DBOS_DATABASE_URL must be a Postgres URL (postgresql://...); "
+            "leave it unset for embedded SQLite"
+        )
+
+    @model_validator(mode="after")
+    def _operator_token_in_production(self) -> Settings:
+        if not self.demo and not self.operator_token:
+            raise ValueError(
+                "WIDGET_STORE_OPERATOR_TOKEN must be set when WIDGET_STORE_DEMO is off"
+            )
+        return self
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def app_database_url(self) -> str:
+        """Sync URL of the store's own tables (Alembic, DBOS's datasource migrations)."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'store.sqlite'}"
+
+    @property
+    def async_app_database_url(self) -> str:
+        """Async URL of the store's own tables, used by the DBOS datasource."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'store.sqlite'}"
+
+    @property
+    def system_database_url(self) -> str:
+        """DBOS's system tables: the same Postgres database, or a SQLite file of their own."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'dbos.sqlite'}"
+
+    def resolved_webhook_secret(self) -> str:
+        """The configured secret, else the one kept in the data folder, made at first start."""
+        if self.webhook_secret:
+            return self.webhook_secret
+        path = self.data_dir / SECRET_FILE_NAME
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two processes starting at once agree on one secret.
+            with path.open("x", encoding="ascii") as file:
+                path.chmod(0o600)
+                file.write(secrets.token_hex(32))
+        except FileExistsError:
+            pass
+        return path.read_text(encoding="ascii").strip()

@@ -1,0 +1,47 @@
+"""The store's domain errors; each carries the HTTP status it maps to, so routes just raise."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error a client can cause or must wait out; the message is the `detail`."""
+
+    status_code = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(StoreError):
+    status_code = 404
+
+
+class OutOfStock(NotFound):
+    def __init__(self) -> None:
+        super().__init__("Out of stock: the widget is sold out")
+
+
+class InvalidInput(StoreError):
+    status_code = 422
+
+
+class Unauthorized(StoreError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class BadSignature(StoreError):
+    status_code = 401
+
+
+class Conflict(StoreError):
+    status_code = 409
+
+
+class Unavailable(StoreError):
+    """Try again shortly: the work is durable and will go on, or the database is away."""
+
+    status_code = 503
+    headers = {"Retry-After": "1"}

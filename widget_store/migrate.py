@@ -1,0 +1,82 @@
+"""Bring the database to the current schema and seed the catalogue: `widget-store migrate`."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from .config import Settings
+from .paths import ALEMBIC_INI, MIGRATIONS_DIR
+from .schema import RESTOCK_LEVEL, WIDGET_ID, products
+
+log = logging.getLogger(__name__)
+
+CATALOGUE = {
+    "product_id": WIDGET_ID,
+    "product": "Premium Quality Widget",
+    "description": "Enhance your productivity with our top-rated widgets!",
+    "inventory": RESTOCK_LEVEL,
+    "price": "99.99",
+}
+
+
+def migrate(settings: Settings) -> None:
+    """Idempotent: safe on every start, and with several instances starting at once."""
+    if settings.uses_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _use_wal(settings)
+    else:
+        _create_postgres_database(settings.app_database_url)
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["database_url"] = settings.app_database_url
+    command.upgrade(config, "head")
+    _seed_catalogue(settings.app_database_url)
+
+
+def _use_wal(settings: Settings) -> None:
+    """WAL lets the page's reads go on while a checkout writes; the mode sticks to the file."""
+    for name in ("store.sqlite", "dbos.sqlite"):
+        with sqlite3.connect(settings.data_dir / name) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+
+
+@retry(
+    retry=retry_if_exception_type(sa.exc.OperationalError),
+    stop=stop_after_delay(30),
+    wait=wait_fixed(1),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
+def _create_postgres_database(url: str) -> None:
+    """Wait (bounded) for Postgres to answer, and create the store's database if it is missing."""
+    target = sa.make_url(url)
+    engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            ).first()
+            if not exists:
+                log.info("creating database %s", target.database)
+                quoted = conn.dialect.identifier_preparer.quote(str(target.database))
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+    finally:
+        engine.dispose()
+
+
+def _seed_catalogue(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(sa.select(products.c.product_id)).first() is None:
+                log.info("seeding the catalogue: %s", CATALOGUE["product"])
+                conn.execute(products.insert().values(**CATALOGUE))
+    finally:
+        engine.dispose()

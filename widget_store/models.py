@@ -1,0 +1,71 @@
+"""Response bodies, so /docs shows the real shapes and FastAPI checks what goes out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, computed_field
+
+from .schema import OrderStatus
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What was wrong, in words")
+
+
+class ProductOut(BaseModel):
+    product_id: int
+    product: str
+    description: str
+    inventory: int = Field(ge=0)
+    price: float
+
+
+class OrderOut(BaseModel):
+    order_id: int
+    order_status: int = Field(description="-1 CANCELLED, 0 PENDING, 2 PAID, 1 DISPATCHED")
+    last_update_time: datetime
+    progress_remaining: int = Field(ge=0, description="Dispatch steps left, 10 down to 0")
+    created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> str:
+        """The status code's name, for people."""
+        return OrderStatus(self.order_status).name
+
+
+class HealthOut(BaseModel):
+    status: str
+    pid: int = Field(description="The serving process; it changes with every restart")
+    started_at: datetime
+    restart_count: int = Field(description="How many times the supervisor restarted the server")
+    workflows_recovered: int = Field(description="Workflows this process resumed at start")
+    executor_id: str
+    application_version: str
+    database: str
+    demo: bool
+
+
+class WorkflowOut(BaseModel):
+    workflow_id: str
+    name: str
+    status: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    recovery_attempts: int | None
+    executor_id: str | None
+    current_step: str | None = Field(
+        default=None, description="The last step recorded so far, if it was asked for"
+    )
+
+
+class StepOut(BaseModel):
+    step_id: int
+    name: str
+    output: Any = None
+    error: str | None = None
+    child_workflow_id: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None

@@ -1,0 +1,74 @@
+"""The store's tables, on one SQLAlchemy MetaData that Alembic migrates."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    func,
+)
+
+metadata = MetaData()
+
+WIDGET_ID = 1
+DISPATCH_STEPS = 10
+RESTOCK_LEVEL = 100
+
+
+class OrderStatus(IntEnum):
+    """The seed's status codes, kept for the contract."""
+
+    CANCELLED = -1
+    PENDING = 0
+    DISPATCHED = 1
+    PAID = 2
+
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", Integer, primary_key=True),
+    Column("product", String(255), nullable=False),
+    Column("description", String(2000), nullable=False),
+    # The never-oversold invariant, also enforced by every reservation's conditional UPDATE.
+    Column(
+        "inventory",
+        Integer,
+        CheckConstraint("inventory >= 0", name="inventory_not_negative"),
+        nullable=False,
+    ),
+    Column("price", Numeric(10, 2), nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", Integer, primary_key=True, autoincrement=True),
+    # The checkout workflow that owns the order; unique, so one checkout key makes one order.
+    Column("checkout_id", String(160), nullable=False, unique=True),
+    # What the shopper hands the payment provider; the webhook finds the checkout by it.
+    Column("payment_id", String(64), nullable=False, unique=True),
+    Column("order_status", Integer, nullable=False, server_default=str(OrderStatus.PENDING.value)),
+    Column(
+        "progress_remaining",
+        Integer,
+        CheckConstraint("progress_remaining >= 0", name="progress_not_negative"),
+        nullable=False,
+        server_default=str(DISPATCH_STEPS),
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "last_update_time",
+        DateTime(timezone=True),
+        nullable=False,
+        server_default=func.now(),
+    ),
+)

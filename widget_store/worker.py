@@ -1,0 +1,32 @@
+"""The serving process the supervisor starts: the app on the socket it was handed."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import uvicorn
+
+from . import logs
+from .app import create_app
+from .cli import load_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    # fileno=: the family and type are read from the inherited socket itself.
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        # Serve until the supervisor says stop; keep-alive clients must not hold a restart up.
+        timeout_keep_alive=5,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Durable orchestration: the checkout and dispatch workflows. Their bodies only sequence steps,
+events and compensation; the SQL they run lives in `store`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from dbos import DBOS, SetWorkflowID
+
+from . import store
+from .db import Database
+from .schema import DISPATCH_STEPS
+
+log = logging.getLogger(__name__)
+
+# Events the checkout publishes, and the topic it listens on.
+PAYMENT_ID = "payment_id"
+OUTCOME = "outcome"
+PAYMENT_STATUS = "payment_status"
+
+CHECKOUT = "checkout"
+DISPATCH = "dispatch"
+
+CheckoutResult = Literal["paid", "failed", "expired", "out_of_stock"]
+
+
+class PaymentIdEvent(TypedDict):
+    """Published once the widget is reserved, or once it is known there is none.
+
+    A dict, never a bare None: `get_event` answers None on timeout too, and the two must differ.
+    """
+
+    order_id: int
+    payment_id: str | None
+
+
+class OutcomeEvent(TypedDict):
+    order_id: int
+    result: CheckoutResult
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the workflows need from the running process, bound once at start."""
+
+    db: Database
+    payment_timeout_s: float
+    dispatch_tick_s: float
+    fault_after_step: str | None = None
+
+
+_runtime: Runtime | None = None
+
+
+def bind(runtime: Runtime) -> None:
+    """Give the workflows their database and settings; recovery may run them right after."""
+    global _runtime
+    _runtime = runtime
+
+
+def _rt() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("workflows.bind() was not called before a workflow ran")
+    return _runtime
+
+
+def checkout_workflow_id(idempotency_key: str) -> str:
+    """Shopper keys are `[A-Za-z0-9_-]`, so the `:` keeps them from ever naming a dispatch."""
+    return f"{CHECKOUT}:{idempotency_key}"
+
+
+def dispatch_workflow_id(order_id: int) -> str:
+    # Not DBOS's default child id (`<parent>-<n>`), which a shopper's own key could equal.
+    return f"{DISPATCH}:{order_id}"
+
+
+def _crash_point(step: str) -> None:
+    """Test-only fault hook: die right after `step`, as a crash between two steps would."""
+    if _rt().fault_after_step == step:
+        log.warning("fault injection: exiting after step %s", step)
+        os._exit(1)
+
+
+@DBOS.workflow(name=CHECKOUT)
+async def checkout_workflow() -> CheckoutResult:
+    """A shopper's checkout; its workflow id is `checkout:<idempotency key>`.
+
+    1. create_order: a PENDING order and its payment id.
+    2. reserve_inventory: take a widget; with none left the order is cancelled, the payment id
+       is published as None and the checkout ends.
+    3. Publish the payment id.
+    4. Wait for the payment status (a timeout counts as failed).
+    5. Paid: mark_paid and start the dispatch workflow. Otherwise: release_order returns the
+       widget and cancels the order.
+    6. Publish the outcome, which the webhook answers from.
+    """
+    rt = _rt()
+    order_id, payment_id = await rt.db.run(store.create_order, checkout_id=DBOS.workflow_id)
+    _crash_point("create_order")
+
+    if not await rt.db.run(store.reserve_inventory, order_id=order_id):
+        log.info("order %s cancelled: out of stock", order_id)
+        await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=None))
+        await _publish_outcome(order_id, "out_of_stock")
+        return "out_of_stock"
+    _crash_point("reserve_inventory")
+
+    await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
+    status: Any = await DBOS.recv_async(PAYMENT_STATUS, timeout_seconds=rt.payment_timeout_s)
+
+    result: CheckoutResult
+    if status == "paid":
+        await rt.db.run(store.mark_paid, order_id=order_id)
+        _crash_point("mark_paid")
+        with SetWorkflowID(dispatch_workflow_id(order_id)):
+            await DBOS.start_workflow_async(dispatch_workflow, order_id)
+        result = "paid"
+    else:
+        await rt.db.run(store.release_order, order_id=order_id)
+        result = "failed" if status == "failed" else "expired"
+    log.info("order %s %s", order_id, result)
+    await _publish_outcome(order_id, result)
+    return result
+
+
+async def _publish_outcome(order_id: int, result: CheckoutResult) -> None:
+    await DBOS.set_event_async(OUTCOME, OutcomeEvent(order_id=order_id, result=result))
+
+
+@DBOS.workflow(name=DISPATCH)
+async def dispatch_workflow(order_id: int) -> None:
+    """Ship a paid order: ten times, a durable sleep of one tick then tick_dispatch.
+
+    The sleep is durable, so a crash mid-wait resumes with only the time left; each tick is a
+    checkpointed transaction, so none is lost or counted twice. DISPATCHED at zero.
+    """
+    rt = _rt()
+    for _ in range(DISPATCH_STEPS):
+        await DBOS.sleep_async(rt.dispatch_tick_s)
+        remaining = await rt.db.run(store.tick_dispatch, order_id=order_id)
+        _crash_point("tick_dispatch")
+        if remaining == 0:
+            break
+    log.info("order %s dispatched", order_id)
