@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import httpx
 from dbos import DBOS, DBOSConfig
@@ -39,16 +40,22 @@ def dbos_config(settings: Settings) -> DBOSConfig:
     return config
 
 
-async def count_recovered(settings: Settings) -> int:
-    """Right after launch, this executor's PENDING workflows are exactly the ones it recovered."""
-    pending = await DBOS.list_workflows_async(
-        status="PENDING",
+async def count_recovered(settings: Settings, launched_at: datetime) -> int:
+    """How many workflows DBOS resumed at this launch.
+
+    DBOS recovers a dead process's PENDING workflows by putting them back on its internal queue
+    (ENQUEUED, then PENDING once running again), keeping the executor id: so right after launch,
+    this executor's unfinished workflows created before it are exactly the recovered ones.
+    """
+    unfinished = await DBOS.list_workflows_async(
+        status=["PENDING", "ENQUEUED"],
         executor_id=settings.executor_id,
         app_version=settings.app_version,
+        end_time=launched_at.isoformat(),
         load_input=False,
         load_output=False,
     )
-    return len(pending)
+    return len(unfinished)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -66,9 +73,10 @@ def create_app(settings: Settings) -> FastAPI:
             )
         )
         DBOS(config=dbos_config(settings))
+        launched_at = datetime.now(UTC)
         # Launched inside the running loop, so recovered async workflows run on this loop.
         DBOS.launch()
-        recovered = await count_recovered(settings)
+        recovered = await count_recovered(settings, launched_at)
         log.info(
             "serving (restart %d): recovered %d workflow(s) of executor %s",
             settings.restart_count,
@@ -78,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.webhook_secret = settings.resolved_webhook_secret()
-        app.state.process = ProcessInfo(workflows_recovered=recovered)
+        app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
         async with httpx.AsyncClient(timeout=60) as http:
             app.state.http = http
             try:

@@ -1,0 +1,67 @@
+"""The supervisor: restarts after any death, backs off from a crash loop, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import httpx
+import pytest
+
+from widget_store.supervisor import Backoff
+from widget_store.testing import wait_until
+
+from .conftest import MakeServer
+
+pytestmark = pytest.mark.crash
+
+
+def test_backoff_is_free_at_first_then_doubles_up_to_a_cap() -> None:
+    backoff = Backoff(healthy_after_s=10, free_restarts=3, first_delay_s=0.5, max_delay_s=4)
+    delays = [backoff.next_delay(uptime_s=1) for _ in range(8)]
+    assert delays == [0, 0, 0, 0.5, 1, 2, 4, 4]
+    # A run that lasted resets the count.
+    assert backoff.next_delay(uptime_s=60) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers signal 0; it has stopped all the same.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_crash_loop_backs_off(make_server: MakeServer) -> None:
+    server = make_server()
+    pid = server.health()["pid"]
+    for _ in range(5):
+        with pytest.raises(httpx.TransportError):
+            httpx.post(f"{server.base_url}/crash_application")
+        pid = server.wait_healthy(not_pid=pid)["pid"]
+    delays = [float(d) for d in re.findall(r"restart \d+ in ([\d.]+) s", server.log_text())]
+    assert delays == [0.0, 0.0, 0.0, 0.5, 1.0]
+
+
+def test_sigterm_stops_everything_with_no_restart(make_server: MakeServer) -> None:
+    server = make_server()
+    worker = server.health()["pid"]
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0
+    wait_until(lambda: None if pid_alive(worker) else True, timeout=10, what="the worker to exit")
+    assert "restart 1" not in server.log_text()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.base_url}/health", timeout=2)
+
+
+def test_killed_supervisor_leaves_no_orphan(make_server: MakeServer) -> None:
+    server = make_server()
+    worker = server.health()["pid"]
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    wait_until(lambda: None if pid_alive(worker) else True, timeout=10, what="the orphan to exit")
