@@ -326,3 +326,34 @@ def test_production_mode_guards_operator_routes(make_server: MakeServer) -> None
     assert wrong.status_code == 401
     assert right.status_code == 200 and right.json()["inventory"] == 100
     assert server.health()["demo"] is False
+
+
+def test_shopper_cancel_ends_the_checkout_once(shared_server: StoreServer) -> None:
+    key = new_key()
+    with shared_server.client() as client:
+        client.post("/restock")
+        payment_id = client.post(f"/checkout/{key}").text
+        cancelled = client.post(f"/checkout/{key}/cancel")
+        again = client.post(f"/checkout/{key}/cancel")
+        late_payment = shared_server.pay(client, payment_id, "paid")
+        order = client.get(f"/order/{cancelled.text}").json()
+        stock = inventory(client)
+    assert cancelled.status_code == again.status_code == 200
+    assert cancelled.text == again.text
+    assert order["order_status"] == CANCELLED
+    assert late_payment.status_code == 409
+    assert stock == 100
+
+
+def test_cancel_of_a_paid_order_is_409(shared_server: StoreServer) -> None:
+    key = new_key()
+    with shared_server.client() as client:
+        client.post("/restock")
+        payment_id = client.post(f"/checkout/{key}").text
+        order_id = int(shared_server.pay(client, payment_id, "paid").text)
+        cancel = client.post(f"/checkout/{key}/cancel")
+        status = client.get(f"/order/{order_id}").json()["order_status"]
+        unknown = client.post(f"/checkout/{new_key()}/cancel")
+    assert cancel.status_code == 409 and "'paid'" in cancel.json()["detail"]
+    assert status in (PAID, DISPATCHED)
+    assert unknown.status_code == 404

@@ -85,6 +85,16 @@ async def create_checkout(idempotency_key: IdempotencyKey) -> str:
     return await checkout.start_checkout(idempotency_key)
 
 
+@router.post(
+    "/checkout/{idempotency_key}/cancel",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The cancelled order's id"}, **errors(404, 409, 503)},
+)
+async def cancel_checkout(idempotency_key: IdempotencyKey) -> str:
+    """Cancel a checkout still waiting for payment: the order ends CANCELLED, the widget back."""
+    return str(await checkout.cancel_checkout(idempotency_key))
+
+
 @router.post("/checkout/", include_in_schema=False)
 async def reject_empty_key() -> None:
     """An empty key would otherwise fall through to a bare 404."""

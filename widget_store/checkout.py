@@ -16,6 +16,7 @@ from .workflows import (
     PAYMENT_STATUS,
     OutcomeEvent,
     PaymentIdEvent,
+    Settlement,
     checkout_workflow,
     checkout_workflow_id,
 )
@@ -43,32 +44,45 @@ async def start_checkout(idempotency_key: str) -> str:
 
 
 async def deliver_payment(db: Database, payment_id: str, status: PaymentStatus) -> int:
-    """Hand a verified payment status to its checkout and return the order id.
-
-    A repeated delivery gets the first answer again. A status that contradicts how the checkout
-    ended (timed out, or settled the other way) is a Conflict and changes nothing.
-    """
+    """Hand a verified payment status to its checkout and return the order id."""
     checkout_id = await db.read(store.find_checkout, payment_id=payment_id)
     if checkout_id is None:
         raise NotFound(f"Unknown payment id {payment_id!r}")
+    return await _settle(checkout_id, status, f"payment {payment_id!r}")
 
+
+async def cancel_checkout(idempotency_key: str) -> int:
+    """The shopper's cancel: the checkout ends through its own path (order CANCELLED, widget
+    back), exactly as a declined payment would; a payment arriving later gets a Conflict."""
+    checkout_id = checkout_workflow_id(idempotency_key)
+    if await DBOS.get_workflow_status_async(checkout_id) is None:
+        raise NotFound(f"No checkout for key {idempotency_key!r}")
+    return await _settle(checkout_id, "cancelled", f"key {idempotency_key!r}")
+
+
+async def _settle(checkout_id: str, settlement: Settlement, what: str) -> int:
+    """Tell a waiting checkout how it ends and return the order id.
+
+    A repeat gets the first answer again. A settlement that contradicts how the checkout ended
+    (timed out, cancelled, or settled the other way) is a Conflict and changes nothing.
+    """
     outcome = cast(
         OutcomeEvent | None, await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=0)
     )
     if outcome is None:
-        # Keyed per status, so a provider's retries of one delivery make one message.
+        # Keyed per settlement, so a provider's retries of one delivery make one message.
         await DBOS.send_async(
-            checkout_id, status, PAYMENT_STATUS, idempotency_key=f"payment-{status}"
+            checkout_id, settlement, PAYMENT_STATUS, idempotency_key=f"settle-{settlement}"
         )
         outcome = cast(
             OutcomeEvent | None,
             await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=WAIT_S),
         )
         if outcome is None:
-            raise Unavailable("Payment received; the checkout is still settling it, retry shortly")
-    if outcome["result"] != status:
+            raise Unavailable("Received; the checkout is still settling it, retry shortly")
+    if outcome["result"] != settlement:
         raise Conflict(
-            f"Checkout for payment {payment_id!r} already ended as {outcome['result']!r}; "
-            f"a {status!r} payment changes nothing"
+            f"Checkout for {what} already ended as {outcome['result']!r}; "
+            f"{settlement!r} changes nothing"
         )
     return outcome["order_id"]

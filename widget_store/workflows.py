@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Literal, TypedDict
 
 from dbos import DBOS, SetWorkflowID
 
@@ -24,7 +24,9 @@ PAYMENT_STATUS = "payment_status"
 CHECKOUT = "checkout"
 DISPATCH = "dispatch"
 
-CheckoutResult = Literal["paid", "failed", "expired", "out_of_stock"]
+CheckoutResult = Literal["paid", "failed", "cancelled", "expired", "out_of_stock"]
+# What the checkout can be told while it waits: the provider's verdict, or the shopper's cancel.
+Settlement = Literal["paid", "failed", "cancelled"]
 
 
 class PaymentIdEvent(TypedDict):
@@ -92,7 +94,7 @@ async def checkout_workflow() -> CheckoutResult:
     2. reserve_inventory: take a widget; with none left the order is cancelled, the payment id
        is published as None and the checkout ends.
     3. Publish the payment id.
-    4. Wait for the payment status (a timeout counts as failed).
+    4. Wait for the payment status, or the shopper's cancel (a timeout counts as failed).
     5. Paid: mark_paid and start the dispatch workflow. Otherwise: release_order returns the
        widget and cancels the order.
     6. Publish the outcome, which the webhook answers from.
@@ -109,7 +111,9 @@ async def checkout_workflow() -> CheckoutResult:
     _crash_point("reserve_inventory")
 
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
-    status: Any = await DBOS.recv_async(PAYMENT_STATUS, timeout_seconds=rt.payment_timeout_s)
+    status: Settlement | None = await DBOS.recv_async(
+        PAYMENT_STATUS, timeout_seconds=rt.payment_timeout_s
+    )
 
     result: CheckoutResult
     if status == "paid":
@@ -120,7 +124,7 @@ async def checkout_workflow() -> CheckoutResult:
         result = "paid"
     else:
         await rt.db.run(store.release_order, order_id=order_id)
-        result = "failed" if status == "failed" else "expired"
+        result = "expired" if status is None else status
     log.info("order %s %s", order_id, result)
     await _publish_outcome(order_id, result)
     return result
