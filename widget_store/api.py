@@ -8,12 +8,14 @@ import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import checkout, monitor, store
 from .config import Settings
 from .db import Database
 from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
+from .metrics import Metrics
 from .models import ErrorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
 from .payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
 from .process import ProcessInfo
@@ -173,6 +175,19 @@ async def read_health(request: Request) -> HealthOut:
         database="sqlite" if settings.uses_sqlite else "postgresql",
         demo=settings.demo,
     )
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Operator],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **errors(401)},
+)
+async def read_metrics(request: Request, db: Db) -> Response:
+    """Prometheus text format: requests and latency per route, orders by status, restarts."""
+    metrics: Metrics = request.app.state.metrics
+    body = await metrics.render(db, request.app.state.process, get_settings(request).restart_count)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/workflows", dependencies=[Operator], responses=errors(401))

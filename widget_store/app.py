@@ -23,6 +23,7 @@ from . import api, sandbox, workflows
 from .config import Settings
 from .db import open_database
 from .errors import StoreError
+from .metrics import Metrics, RequestMetrics
 from .paths import HTML_DIR
 from .process import ProcessInfo
 
@@ -39,6 +40,11 @@ def dbos_config(settings: Settings) -> DBOSConfig:
     }
     if settings.uses_sqlite:
         config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
+    if settings.otlp_endpoint:
+        endpoint = settings.otlp_endpoint.rstrip("/")
+        config["enable_otlp"] = True
+        config["otlp_traces_endpoints"] = [f"{endpoint}/v1/traces"]
+        config["otlp_logs_endpoints"] = [f"{endpoint}/v1/logs"]
     return config
 
 
@@ -103,6 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
     )
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.include_router(api.router)
     app.include_router(sandbox.router)
     if settings.demo:

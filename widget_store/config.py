@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # DBOS's OpenTelemetry export of traces and logs; off unless an OTLP endpoint is given.
+    otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "WIDGET_STORE_OTLP_ENDPOINT"),
+    )
 
     # Test-only fault injection: the first incarnation of the server dies right after this step.
     fault_after_step: str | None = None

@@ -142,6 +142,13 @@ async def list_orders(*, session: AsyncSession, limit: int | None = None) -> lis
     return [dict(row) for row in (await session.execute(query)).mappings()]
 
 
+async def count_orders_by_status(*, session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(
+        select(orders.c.order_status, func.count()).group_by(orders.c.order_status)
+    )
+    return {int(status): int(count) for status, count in rows}
+
+
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:
     """The checkout workflow that handed out this payment id, if any."""
     return (

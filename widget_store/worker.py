@@ -14,7 +14,7 @@ from .cli import load_settings
 
 def main() -> None:
     settings = load_settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     # fileno=: the family and type are read from the inherited socket itself.
     sock = socket.socket(fileno=int(sys.argv[1]))
     config = uvicorn.Config(

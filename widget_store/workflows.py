@@ -104,7 +104,7 @@ async def checkout_workflow() -> CheckoutResult:
     _crash_point("create_order")
 
     if not await rt.db.run(store.reserve_inventory, order_id=order_id):
-        log.info("order %s cancelled: out of stock", order_id)
+        _log_transition(order_id, "out_of_stock")
         await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=None))
         await _publish_outcome(order_id, "out_of_stock")
         return "out_of_stock"
@@ -125,9 +125,20 @@ async def checkout_workflow() -> CheckoutResult:
     else:
         await rt.db.run(store.release_order, order_id=order_id)
         result = "expired" if status is None else status
-    log.info("order %s %s", order_id, result)
+    _log_transition(order_id, result)
     await _publish_outcome(order_id, result)
     return result
+
+
+def _log_transition(order_id: int, transition: str) -> None:
+    """One structured line per workflow transition (fields for the JSON log format)."""
+    log.info(
+        "order %s %s (workflow %s)",
+        order_id,
+        transition,
+        DBOS.workflow_id,
+        extra={"order_id": order_id, "transition": transition, "workflow_id": DBOS.workflow_id},
+    )
 
 
 async def _publish_outcome(order_id: int, result: CheckoutResult) -> None:
@@ -148,4 +159,4 @@ async def dispatch_workflow(order_id: int) -> None:
         _crash_point("tick_dispatch")
         if remaining == 0:
             break
-    log.info("order %s dispatched", order_id)
+    _log_transition(order_id, "dispatched")

@@ -1,0 +1,117 @@
+"""Prometheus metrics: requests and their latency per route, and the store's state at scrape."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import store
+from .db import Database
+from .process import ProcessInfo
+from .schema import OrderStatus
+
+log = logging.getLogger("widget_store.requests")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in one process never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "widget_store_http_requests",
+            "HTTP requests by route and status code (checkouts and webhooks by outcome)",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "widget_store_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.orders = Gauge(
+            "widget_store_orders", "Orders by status", ["status"], registry=self.registry
+        )
+        self.inventory = Gauge("widget_store_inventory", "Widgets in stock", registry=self.registry)
+        self.restarts = Gauge(
+            "widget_store_process_restarts",
+            "Times the supervisor restarted the serving process",
+            registry=self.registry,
+        )
+        self.recovered = Gauge(
+            "widget_store_workflows_recovered",
+            "Workflows this serving process recovered at start",
+            registry=self.registry,
+        )
+
+    async def render(self, db: Database, process: ProcessInfo, restart_count: int) -> bytes:
+        """Read the store's state, then the exposition text."""
+        counts = await db.read(store.count_orders_by_status)
+        for status in OrderStatus:
+            self.orders.labels(status=status.name).set(counts.get(status.value, 0))
+        product = await db.read(store.get_product)
+        self.inventory.set(product["inventory"] if product else 0)
+        self.restarts.set(restart_count)
+        self.recovered.set(process.workflows_recovered)
+        return generate_latest(self.registry)
+
+
+class RequestMetrics:
+    """ASGI middleware: count, time and log each request under its route template.
+
+    Labels use the template (`/order/{order_id}`), not the path, so an id never becomes a
+    label value of its own. Plain ASGI rather than BaseHTTPMiddleware: no extra task per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_template(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            log.info(
+                "%s %s %d %.1f ms",
+                method,
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
