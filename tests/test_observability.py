@@ -100,7 +100,7 @@ def test_json_logs_one_object_per_line(make_server: MakeServer) -> None:
 class _Collector(BaseHTTPRequestHandler):
     paths: list[str] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).paths.append(self.path)
         self.send_response(200)
