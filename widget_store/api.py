@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import checkout, monitor, store
+from . import checkout, monitor, shoppers, stats, store
 from .config import Settings
 from .db import Database
 from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
 from .metrics import Metrics
-from .models import ErrorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from .models import ErrorOut, HealthOut, LoadIn, LoadOut, OrderOut, ProductOut, StepOut, WorkflowOut
 from .payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
 from .process import ProcessInfo
 
@@ -154,9 +154,27 @@ def crash_application() -> None:
     os._exit(1)
 
 
-# Registered only in demo mode (see app.py): in production the route does not exist (404).
-crash_router = APIRouter()
-crash_router.post("/crash_application", status_code=204)(crash_application)
+# Registered only in demo mode (see app.py): in production these routes do not exist (404).
+demo_router = APIRouter()
+demo_router.post("/crash_application", status_code=204)(crash_application)
+
+
+@demo_router.get("/load")
+async def read_load(db: Db) -> LoadOut:
+    """The built-in shoppers' settings."""
+    return LoadOut.model_validate(await db.read(store.get_load_settings))
+
+
+@demo_router.post("/load")
+async def start_load(load: LoadIn, db: Db) -> LoadOut:
+    """Start (or change) the built-in shoppers: N durable shoppers with this mix."""
+    return LoadOut.model_validate(await shoppers.start_load(db, **load.model_dump()))
+
+
+@demo_router.post("/load/stop")
+async def stop_load(db: Db) -> LoadOut:
+    """Stop the built-in shoppers after their current purchase."""
+    return LoadOut.model_validate(await shoppers.stop_load(db))
 
 
 @router.get("/health")
@@ -188,6 +206,12 @@ async def read_metrics(request: Request, db: Db) -> Response:
     metrics: Metrics = request.app.state.metrics
     body = await metrics.render(db, request.app.state.process, get_settings(request).restart_count)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/stats", dependencies=[Operator], responses=errors(401))
+async def read_stats(db: Db) -> dict[str, Any]:
+    """The cockpit's live figures: throughput, orders by state, restarts, the stock ledger."""
+    return await stats.collect(db)
 
 
 @router.get("/workflows", dependencies=[Operator], responses=errors(401))

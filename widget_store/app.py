@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import api, sandbox, workflows
+from . import api, sandbox, shoppers, store, workflows
 from .config import Settings
 from .db import open_database
 from .errors import StoreError
@@ -66,7 +66,9 @@ async def count_recovered(settings: Settings, launched_at: datetime) -> int:
     return len(unfinished)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, base_url: str) -> FastAPI:
+    """`base_url` is where this server can call itself (the built-in shoppers do)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await open_database(settings)
@@ -91,12 +93,21 @@ def create_app(settings: Settings) -> FastAPI:
             recovered,
             settings.executor_id,
         )
+        await shoppers.register_queue()
+        await db.run(
+            store.record_process_start,
+            executor_id=settings.executor_id,
+            restart_count=settings.restart_count,
+            recovered=recovered,
+            at=launched_at,
+        )
         app.state.settings = settings
         app.state.db = db
         app.state.webhook_secret = settings.resolved_webhook_secret()
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
         async with httpx.AsyncClient(timeout=60) as http:
             app.state.http = http
+            shoppers.bind(shoppers.Runtime(db=db, base_url=base_url, http=http))
             try:
                 yield
             finally:
@@ -115,7 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(sandbox.router)
     if settings.demo:
-        app.include_router(api.crash_router)
+        app.include_router(api.demo_router)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -69,3 +69,19 @@ class StepOut(BaseModel):
     child_workflow_id: str | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+
+
+class LoadIn(BaseModel):
+    shoppers: int = Field(ge=1, le=64, description="Simulated shoppers buying at once")
+    pay_weight: int = Field(default=8, ge=0, le=100, description="Relative share that pay")
+    decline_weight: int = Field(default=1, ge=0, le=100, description="... that decline")
+    abandon_weight: int = Field(default=1, ge=0, le=100, description="... that walk away")
+
+
+class LoadOut(BaseModel):
+    running: bool
+    generation: int
+    shoppers: int
+    pay_weight: int
+    decline_weight: int
+    abandon_weight: int

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from .api import PaymentId, errors
 from .errors import Unavailable
 from .payments import SIGNATURE_HEADER, PaymentStatus, sign
+from .process import loopback_url
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox payment provider"])
 
@@ -18,11 +19,8 @@ def webhook_base_url(request: Request) -> str:
     """The address this server listens on, which is where the provider delivers."""
     server = request.scope.get("server")
     if not server or server[1] is None:
-        return str(request.base_url)
-    host, port = server
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
+        return str(request.base_url).rstrip("/")
+    return loopback_url(*server)
 
 
 @router.post(
@@ -35,7 +33,7 @@ async def settle_payment(
 ) -> Response:
     """Pay or decline a payment as the shopper would on the provider's page."""
     client: httpx.AsyncClient = request.app.state.http
-    url = f"{webhook_base_url(request)}payment_webhook/{payment_id}/{payment_status}"
+    url = f"{webhook_base_url(request)}/payment_webhook/{payment_id}/{payment_status}"
     headers = {SIGNATURE_HEADER: sign(request.app.state.webhook_secret, payment_id, payment_status)}
     try:
         answer = await client.post(url, headers=headers)

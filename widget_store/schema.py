@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    false,
     func,
 )
 
@@ -46,6 +48,8 @@ products = Table(
         nullable=False,
     ),
     Column("price", Numeric(10, 2), nullable=False),
+    # Counts restocks, so the live ledger can tell widgets reserved before the last one apart.
+    Column("restock_epoch", Integer, nullable=False, server_default="0"),
 )
 
 orders = Table(
@@ -71,4 +75,33 @@ orders = Table(
         nullable=False,
         server_default=func.now(),
     ),
+    # The restock epoch the widget was taken in (None: never reserved, sold out) and the one it
+    # was returned in (None: not returned). The stock ledger is exact with these, even when a
+    # restock happens while checkouts are in flight.
+    Column("reserved_epoch", Integer, nullable=True),
+    Column("returned_epoch", Integer, nullable=True),
+)
+
+process_starts = Table(
+    "process_starts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("executor_id", String(100), nullable=False),
+    Column("restart_count", Integer, nullable=False),
+    Column("workflows_recovered", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+# The built-in shoppers' settings: one row, changed by the operator panel.
+load_settings = Table(
+    "load_settings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("running", Boolean, nullable=False, server_default=false()),
+    # Bumped by every start or change, so shoppers of an earlier setting stop by themselves.
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("shoppers", Integer, nullable=False, server_default="0"),
+    Column("pay_weight", Integer, nullable=False, server_default="8"),
+    Column("decline_weight", Integer, nullable=False, server_default="1"),
+    Column("abandon_weight", Integer, nullable=False, server_default="1"),
 )

@@ -9,7 +9,15 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .schema import RESTOCK_LEVEL, WIDGET_ID, OrderStatus, orders, products
+from .schema import (
+    RESTOCK_LEVEL,
+    WIDGET_ID,
+    OrderStatus,
+    load_settings,
+    orders,
+    process_starts,
+    products,
+)
 
 ORDER_COLUMNS = (
     orders.c.order_id,
@@ -42,15 +50,21 @@ async def reserve_inventory(*, session: AsyncSession, order_id: int) -> bool:
 
     The stock check lives in the UPDATE's WHERE, so it holds under any concurrency.
     """
-    result = await session.execute(
-        update(products)
-        .where(products.c.product_id == WIDGET_ID, products.c.inventory > 0)
-        .values(inventory=products.c.inventory - 1)
-    )
-    taken = _rowcount(result)
-    if not taken:
+    epoch = (
+        await session.execute(
+            update(products)
+            .where(products.c.product_id == WIDGET_ID, products.c.inventory > 0)
+            .values(inventory=products.c.inventory - 1)
+            .returning(products.c.restock_epoch)
+        )
+    ).scalar_one_or_none()
+    if epoch is None:
         await _set_status(session, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
-    return bool(taken)
+        return False
+    await session.execute(
+        update(orders).where(orders.c.order_id == order_id).values(reserved_epoch=epoch)
+    )
+    return True
 
 
 async def mark_paid(*, session: AsyncSession, order_id: int) -> bool:
@@ -65,10 +79,16 @@ async def release_order(*, session: AsyncSession, order_id: int) -> bool:
     """
     cancelled = await _set_status(session, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
     if cancelled:
+        epoch = (
+            await session.execute(
+                update(products)
+                .where(products.c.product_id == WIDGET_ID)
+                .values(inventory=products.c.inventory + 1)
+                .returning(products.c.restock_epoch)
+            )
+        ).scalar_one()
         await session.execute(
-            update(products)
-            .where(products.c.product_id == WIDGET_ID)
-            .values(inventory=products.c.inventory + 1)
+            update(orders).where(orders.c.order_id == order_id).values(returned_epoch=epoch)
         )
     return cancelled
 
@@ -111,7 +131,9 @@ async def tick_dispatch(*, session: AsyncSession, order_id: int) -> int:
 async def restock(*, session: AsyncSession) -> int:
     """Set the widget's inventory to the restock level."""
     await session.execute(
-        update(products).where(products.c.product_id == WIDGET_ID).values(inventory=RESTOCK_LEVEL)
+        update(products)
+        .where(products.c.product_id == WIDGET_ID)
+        .values(inventory=RESTOCK_LEVEL, restock_epoch=products.c.restock_epoch + 1)
     )
     return RESTOCK_LEVEL
 
@@ -147,6 +169,91 @@ async def count_orders_by_status(*, session: AsyncSession) -> dict[int, int]:
         select(orders.c.order_status, func.count()).group_by(orders.c.order_status)
     )
     return {int(status): int(count) for status, count in rows}
+
+
+LIVE = (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.DISPATCHED)
+
+
+async def stock_ledger(*, session: AsyncSession) -> dict[str, int]:
+    """The stock equation since the last restock, exact even with checkouts in flight at it.
+
+    restock level == inventory + live orders that reserved since the restock
+                     - widgets returned since the restock that were reserved before it
+    """
+    epoch, stock = (
+        await session.execute(
+            select(products.c.restock_epoch, products.c.inventory).where(
+                products.c.product_id == WIDGET_ID
+            )
+        )
+    ).one()
+    live = (
+        await session.execute(
+            select(func.count()).where(
+                orders.c.reserved_epoch == epoch, orders.c.order_status.in_(LIVE)
+            )
+        )
+    ).scalar_one()
+    returned_from_before = (
+        await session.execute(
+            select(func.count()).where(
+                orders.c.returned_epoch == epoch, orders.c.reserved_epoch < epoch
+            )
+        )
+    ).scalar_one()
+    return {
+        "restock_level": RESTOCK_LEVEL,
+        "inventory": stock,
+        "live_orders": live,
+        "returned_from_before": returned_from_before,
+        "unaccounted": RESTOCK_LEVEL - (stock + live - returned_from_before),
+    }
+
+
+async def recent_purchase_times(*, session: AsyncSession, limit: int = 20_000) -> list[Any]:
+    """When the latest paid orders were placed, for the throughput chart."""
+    rows = await session.execute(
+        select(orders.c.created_at)
+        .where(orders.c.order_status.in_((OrderStatus.PAID, OrderStatus.DISPATCHED)))
+        .order_by(orders.c.order_id.desc())
+        .limit(limit)
+    )
+    return [row[0] for row in rows]
+
+
+async def record_process_start(
+    *, session: AsyncSession, executor_id: str, restart_count: int, recovered: int, at: Any
+) -> None:
+    await session.execute(
+        process_starts.insert().values(
+            executor_id=executor_id,
+            restart_count=restart_count,
+            workflows_recovered=recovered,
+            started_at=at,
+        )
+    )
+
+
+async def list_process_starts(*, session: AsyncSession, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await session.execute(
+        select(process_starts).order_by(process_starts.c.id.desc()).limit(limit)
+    )
+    return [dict(row) for row in rows.mappings()]
+
+
+async def get_load_settings(*, session: AsyncSession) -> dict[str, Any]:
+    row = (await session.execute(select(load_settings).where(load_settings.c.id == 1))).mappings()
+    return dict(row.one())
+
+
+async def set_load_settings(*, session: AsyncSession, **values: Any) -> dict[str, Any]:
+    """Change the built-in shoppers' settings; a new generation tells running ones to stop."""
+    await session.execute(
+        update(load_settings)
+        .where(load_settings.c.id == 1)
+        .values(generation=load_settings.c.generation + 1, **values)
+    )
+    return await get_load_settings(session=session)
 
 
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:

@@ -10,6 +10,7 @@ import uvicorn
 from . import logs
 from .app import create_app
 from .cli import load_settings
+from .process import loopback_url
 
 
 def main() -> None:
@@ -17,8 +18,9 @@ def main() -> None:
     logs.configure(settings.log_level, settings.log_format)
     # fileno=: the family and type are read from the inherited socket itself.
     sock = socket.socket(fileno=int(sys.argv[1]))
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, base_url=loopback_url(host, port)),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

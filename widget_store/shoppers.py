@@ -1,0 +1,147 @@
+"""Built-in simulated shoppers for the demo: durable load that goes through the same doors as
+a real shopper (the checkout route, the sandbox provider, the signed webhook).
+
+Each shopper is a DBOS workflow on the `shoppers` queue, so the crash button interrupts them
+like everything else and they carry on after the restart. A shopper buys, then pays, declines
+or walks away (its checkout then times out), thinks for a moment, and buys again, until the
+operator stops the load or changes it (a new generation). After a few purchases it hands over
+to a fresh workflow, which keeps each workflow's recorded history short.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from dbos import DBOS, SetWorkflowID
+
+from . import store
+from .db import Database
+
+log = logging.getLogger(__name__)
+
+QUEUE = "shoppers"
+MAX_SHOPPERS = 64
+PURCHASES_PER_WORKFLOW = 20
+THINK_S = (0.2, 1.5)
+
+Action = Literal["pay", "decline", "abandon"]
+
+
+class StoreBusy(Exception):
+    """The store did not answer usefully (restarting, 503): the step is retried."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    db: Database
+    base_url: str
+    http: httpx.AsyncClient
+
+
+_runtime: Runtime | None = None
+
+
+def bind(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def _rt() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("shoppers.bind() was not called before a shopper ran")
+    return _runtime
+
+
+def shopper_workflow_id(generation: int, slot: int, round_: int) -> str:
+    return f"shopper:{generation}:{slot}:{round_}"
+
+
+async def register_queue() -> None:
+    await DBOS.register_queue_async(
+        QUEUE, worker_concurrency=MAX_SHOPPERS, polling_interval_sec=0.2
+    )
+
+
+async def start_load(db: Database, **mix: int) -> dict[str, Any]:
+    """Record the new load (a new generation, so earlier shoppers stop) and enqueue it."""
+    settings = await db.run(store.set_load_settings, running=True, **mix)
+    for slot in range(settings["shoppers"]):
+        await _enqueue(settings["generation"], slot, 0)
+    return settings
+
+
+async def stop_load(db: Database) -> dict[str, Any]:
+    return await db.run(store.set_load_settings, running=False, shoppers=0)
+
+
+async def _enqueue(generation: int, slot: int, round_: int) -> None:
+    with SetWorkflowID(shopper_workflow_id(generation, slot, round_)):
+        await DBOS.enqueue_workflow_async(QUEUE, shopper_workflow, generation, slot, round_)
+
+
+@DBOS.step(name="plan_purchase")
+async def plan_purchase(generation: int) -> Action | None:
+    """What this shopper does next, or None if its load was stopped or replaced."""
+    settings = await _rt().db.read(store.get_load_settings)
+    if not settings["running"] or settings["generation"] != generation:
+        return None
+    actions: list[Action] = ["pay", "decline", "abandon"]
+    weights = [settings["pay_weight"], settings["decline_weight"], settings["abandon_weight"]]
+    return random.choices(actions, weights=weights)[0] if sum(weights) else "pay"
+
+
+@DBOS.step(name="buy", retries_allowed=True, max_attempts=60, interval_seconds=0.5)
+async def buy(key: str) -> str | None:
+    """Buy Now, as the page does; None if sold out."""
+    answer = await _post(f"/checkout/{key}")
+    if answer.status_code == 404:
+        return None
+    return answer.text
+
+
+@DBOS.step(name="settle", retries_allowed=True, max_attempts=60, interval_seconds=0.5)
+async def settle(payment_id: str, status: Literal["paid", "failed"]) -> int:
+    """Pay or decline on the sandbox provider's page; it signs and delivers the webhook."""
+    return (await _post(f"/sandbox/payments/{payment_id}/{status}")).status_code
+
+
+@DBOS.step(name="restock", retries_allowed=True, max_attempts=60, interval_seconds=0.5)
+async def restock() -> None:
+    await _post("/restock")
+
+
+async def _post(path: str) -> httpx.Response:
+    rt = _rt()
+    try:
+        answer = await rt.http.post(f"{rt.base_url}{path}")
+    except httpx.HTTPError as exc:
+        raise StoreBusy(f"{path}: {exc!r}") from None
+    if answer.status_code >= 500:
+        raise StoreBusy(f"{path}: {answer.status_code}")
+    return answer
+
+
+@DBOS.workflow(name="shopper")
+async def shopper_workflow(generation: int, slot: int, round_: int) -> int:
+    """One simulated shopper; returns how many purchases it made.
+
+    Per purchase: plan_purchase, buy (sold out: restock), settle (pay or decline; an abandoned
+    checkout is left to time out), then a durable think time. After PURCHASES_PER_WORKFLOW it
+    enqueues its successor and ends.
+    """
+    for n in range(PURCHASES_PER_WORKFLOW):
+        action = await plan_purchase(generation)
+        if action is None:
+            return n
+        payment_id = await buy(f"sim-{generation}-{slot}-{round_}-{n}")
+        if payment_id is None:
+            await restock()
+        elif action != "abandon":
+            await settle(payment_id, "paid" if action == "pay" else "failed")
+        await DBOS.sleep_async(random.uniform(*THINK_S))
+    await _enqueue(generation, slot, round_ + 1)
+    return PURCHASES_PER_WORKFLOW

@@ -1,0 +1,63 @@
+"""The cockpit's live figures: throughput, orders by state, restarts, and the stock ledger."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from . import store
+from .db import Database
+from .schema import OrderStatus
+
+WINDOW_S = 300
+BUCKET_S = 5
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands timestamps back naive; they are UTC (CURRENT_TIMESTAMP).
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def throughput(purchase_times: list[datetime], now: datetime) -> list[dict[str, Any]]:
+    """Purchases per second in BUCKET_S buckets over the last WINDOW_S, oldest first."""
+    start = now - timedelta(seconds=WINDOW_S)
+    counts = Counter(
+        int((_utc(at) - start).total_seconds() // BUCKET_S)
+        for at in purchase_times
+        if _utc(at) >= start
+    )
+    return [
+        {
+            "at": (start + timedelta(seconds=i * BUCKET_S)).isoformat(),
+            "per_second": counts.get(i, 0) / BUCKET_S,
+        }
+        for i in range(WINDOW_S // BUCKET_S)
+    ]
+
+
+async def collect(db: Database) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    by_status = await db.read(store.count_orders_by_status)
+    ledger = await db.read(store.stock_ledger)
+    starts = await db.read(store.list_process_starts)
+    load = await db.read(store.get_load_settings)
+    return {
+        "now": now.isoformat(),
+        "orders": {status.name: by_status.get(status.value, 0) for status in OrderStatus},
+        "waiting_for_payment": by_status.get(OrderStatus.PENDING.value, 0),
+        "dispatching": by_status.get(OrderStatus.PAID.value, 0),
+        "ledger": {**ledger, "ok": ledger["unaccounted"] == 0},
+        "oversold": max(0, -ledger["inventory"]),
+        "throughput": throughput(await db.read(store.recent_purchase_times), now),
+        "process_starts": [
+            {
+                "at": _utc(row["started_at"]).isoformat(),
+                "restart_count": row["restart_count"],
+                "workflows_recovered": row["workflows_recovered"],
+                "executor_id": row["executor_id"],
+            }
+            for row in starts
+        ],
+        "load": load,
+    }
