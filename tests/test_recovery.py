@@ -117,7 +117,7 @@ def test_dispatch_survives_crash_button_and_kill_9(make_server: MakeServer) -> N
     assert_clean_log(server)
 
 
-@pytest.mark.parametrize("step", ["create_order", "reserve_inventory"])
+@pytest.mark.parametrize("step", ["place_order", "publish_payment_id"])
 def test_crash_between_the_first_checkout_steps(make_server: MakeServer, step: str) -> None:
     """The server dies right after `step` of the first checkout; the shopper retries the key."""
     server = make_server(WIDGET_STORE_FAULT_AFTER_STEP=step)

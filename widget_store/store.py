@@ -3,6 +3,7 @@ session as a keyword argument and never commits (the datasource owns begin, comm
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any, cast
 
@@ -28,27 +29,14 @@ ORDER_COLUMNS = (
 )
 
 
-async def create_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, str]:
-    """Insert a PENDING order for a checkout; return its id and a fresh payment id.
+async def place_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, str | None]:
+    """Create a checkout's order and reserve its widget, in one transaction.
 
-    The payment id is random rather than derived from the shopper's key, so knowing a key is not
-    enough to forge a payment reference; the checkpoint makes it stable across crashes.
-    """
-    payment_id = uuid.uuid4().hex
-    order_id = (
-        await session.execute(
-            orders.insert()
-            .values(checkout_id=checkout_id, payment_id=payment_id)
-            .returning(orders.c.order_id)
-        )
-    ).scalar_one()
-    return order_id, payment_id
-
-
-async def reserve_inventory(*, session: AsyncSession, order_id: int) -> bool:
-    """Take one widget for the order; with none left, cancel the order instead.
-
-    The stock check lives in the UPDATE's WHERE, so it holds under any concurrency.
+    Returns the order id and a fresh payment id; with no widget left the order is created
+    CANCELLED and there is no payment id. The stock check lives in the UPDATE's WHERE, so it
+    holds under any concurrency. The payment id is random rather than derived from the
+    shopper's key, so knowing a key is not enough to forge a payment reference; the step's
+    checkpoint keeps it stable across crashes.
     """
     epoch = (
         await session.execute(
@@ -58,18 +46,26 @@ async def reserve_inventory(*, session: AsyncSession, order_id: int) -> bool:
             .returning(products.c.restock_epoch)
         )
     ).scalar_one_or_none()
-    if epoch is None:
-        await _set_status(session, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
-        return False
-    await session.execute(
-        update(orders).where(orders.c.order_id == order_id).values(reserved_epoch=epoch)
-    )
-    return True
+    payment_id = uuid.uuid4().hex
+    order_id = (
+        await session.execute(
+            orders.insert()
+            .values(
+                checkout_id=checkout_id,
+                payment_id=payment_id,
+                order_status=OrderStatus.PENDING if epoch is not None else OrderStatus.CANCELLED,
+                reserved_epoch=epoch,
+            )
+            .returning(orders.c.order_id)
+        )
+    ).scalar_one()
+    return order_id, payment_id if epoch is not None else None
 
 
-async def mark_paid(*, session: AsyncSession, order_id: int) -> bool:
-    """PENDING to PAID; False if the order had already left PENDING."""
-    return await _set_status(session, order_id, OrderStatus.PAID, OrderStatus.PENDING)
+async def mark_paid(*, session: AsyncSession, order_id: int) -> float:
+    """PENDING to PAID; returns when, which fixes the dispatch schedule (checkpointed)."""
+    await _set_status(session, order_id, OrderStatus.PAID, OrderStatus.PENDING)
+    return time.time()
 
 
 async def release_order(*, session: AsyncSession, order_id: int) -> bool:

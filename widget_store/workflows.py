@@ -3,8 +3,10 @@ events and compensation; the SQL they run lives in `store`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
@@ -90,37 +92,33 @@ def _crash_point(step: str) -> None:
 async def checkout_workflow() -> CheckoutResult:
     """A shopper's checkout; its workflow id is `checkout:<idempotency key>`.
 
-    1. create_order: a PENDING order and its payment id.
-    2. reserve_inventory: take a widget; with none left the order is cancelled, the payment id
-       is published as None and the checkout ends.
-    3. Publish the payment id.
-    4. Wait for the payment status, or the shopper's cancel (a timeout counts as failed).
-    5. Paid: mark_paid and start the dispatch workflow. Otherwise: release_order returns the
+    1. place_order: the order and its widget, in one transaction; with none left the order
+       is CANCELLED, the payment id is published as None and the checkout ends.
+    2. Publish the payment id.
+    3. Wait for the payment status, or the shopper's cancel (a timeout counts as failed).
+    4. Paid: mark_paid and start the dispatch workflow. Otherwise: release_order returns the
        widget and cancels the order.
-    6. Publish the outcome, which the webhook answers from.
+    5. Publish the outcome, which the webhook answers from.
     """
     rt = _rt()
-    order_id, payment_id = await rt.db.run(store.create_order, checkout_id=DBOS.workflow_id)
-    _crash_point("create_order")
-
-    if not await rt.db.run(store.reserve_inventory, order_id=order_id):
+    order_id, payment_id = await rt.db.run(store.place_order, checkout_id=DBOS.workflow_id)
+    _crash_point("place_order")
+    await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
+    if payment_id is None:
         _log_transition(order_id, "out_of_stock")
-        await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=None))
         await _publish_outcome(order_id, "out_of_stock")
         return "out_of_stock"
-    _crash_point("reserve_inventory")
+    _crash_point("publish_payment_id")
 
-    await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
     status: Settlement | None = await DBOS.recv_async(
         PAYMENT_STATUS, timeout_seconds=rt.payment_timeout_s
     )
-
     result: CheckoutResult
     if status == "paid":
-        await rt.db.run(store.mark_paid, order_id=order_id)
+        paid_at = await rt.db.run(store.mark_paid, order_id=order_id)
         _crash_point("mark_paid")
         with SetWorkflowID(dispatch_workflow_id(order_id)):
-            await DBOS.start_workflow_async(dispatch_workflow, order_id)
+            await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at)
         result = "paid"
     else:
         await rt.db.run(store.release_order, order_id=order_id)
@@ -146,15 +144,18 @@ async def _publish_outcome(order_id: int, result: CheckoutResult) -> None:
 
 
 @DBOS.workflow(name=DISPATCH)
-async def dispatch_workflow(order_id: int) -> None:
-    """Ship a paid order: ten times, a durable sleep of one tick then tick_dispatch.
+async def dispatch_workflow(order_id: int, paid_at: float) -> None:
+    """Ship a paid order: ten ticks, the i-th due `i` tick lengths after it was paid.
 
-    The sleep is durable, so a crash mid-wait resumes with only the time left; each tick is a
-    checkpointed transaction, so none is lost or counted twice. DISPATCHED at zero.
+    Each tick is one checkpointed transaction, so none is lost or counted twice. The schedule
+    comes from `paid_at`, itself a checkpointed step output, so the wait between ticks needs no
+    durable sleep of its own: after a crash, replayed ticks return at once and the next one
+    waits only for what is left of its slot. That is one commit per tick instead of two, and a
+    schedule that does not drift. DISPATCHED at zero.
     """
     rt = _rt()
-    for _ in range(DISPATCH_STEPS):
-        await DBOS.sleep_async(rt.dispatch_tick_s)
+    for tick in range(1, DISPATCH_STEPS + 1):
+        await asyncio.sleep(max(0.0, paid_at + tick * rt.dispatch_tick_s - time.time()))
         remaining = await rt.db.run(store.tick_dispatch, order_id=order_id)
         _crash_point("tick_dispatch")
         if remaining == 0:
