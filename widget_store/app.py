@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import api, sandbox, shoppers, store, workflows
+from . import api, runtime, sandbox, shoppers, store
 from .config import Settings
 from .db import open_database
 from .errors import StoreError
@@ -72,12 +72,15 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await open_database(settings)
-        # Bound before launch: launch resumes pending workflows, which need the database.
-        workflows.bind(
-            workflows.Runtime(
+        http = httpx.AsyncClient(timeout=60)
+        # Bound before launch: launch resumes pending workflows, which need all of this.
+        runtime.bind(
+            runtime.Runtime(
                 db=db,
                 payment_timeout_s=settings.payment_timeout_s,
                 dispatch_tick_s=settings.dispatch_tick_s,
+                base_url=base_url,
+                http=http,
                 # The fault fires in the first incarnation only, or it would fire on every replay.
                 fault_after_step=settings.fault_after_step if settings.restart_count == 0 else None,
             )
@@ -103,16 +106,16 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         )
         app.state.settings = settings
         app.state.db = db
+        app.state.http = http
         app.state.webhook_secret = settings.resolved_webhook_secret()
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
-        async with httpx.AsyncClient(timeout=60) as http:
-            app.state.http = http
-            shoppers.bind(shoppers.Runtime(db=db, base_url=base_url, http=http))
-            try:
-                yield
-            finally:
-                DBOS.destroy()
-                await db.datasource.engine.dispose()
+        try:
+            yield
+        finally:
+            DBOS.destroy()
+            runtime.bind(None)
+            await http.aclose()
+            await db.datasource.engine.dispose()
 
     app = FastAPI(
         title="Widget Store",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
@@ -20,6 +19,7 @@ from dbos import DBOS, SetWorkflowID
 
 from . import store
 from .db import Database
+from .runtime import current
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +33,6 @@ Action = Literal["pay", "decline", "abandon"]
 
 class StoreBusy(Exception):
     """The store did not answer usefully (restarting, 503): the step is retried."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    db: Database
-    base_url: str
-    http: httpx.AsyncClient
-
-
-_runtime: Runtime | None = None
-
-
-def bind(runtime: Runtime) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def _rt() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("shoppers.bind() was not called before a shopper ran")
-    return _runtime
 
 
 def shopper_workflow_id(generation: int, slot: int, round_: int) -> str:
@@ -86,7 +65,7 @@ async def _enqueue(generation: int, slot: int, round_: int) -> None:
 @DBOS.step(name="plan_purchase")
 async def plan_purchase(generation: int) -> Action | None:
     """What this shopper does next, or None if its load was stopped or replaced."""
-    settings = await _rt().db.read(store.get_load_settings)
+    settings = await current().db.read(store.get_load_settings)
     if not settings["running"] or settings["generation"] != generation:
         return None
     actions: list[Action] = ["pay", "decline", "abandon"]
@@ -115,7 +94,7 @@ async def restock() -> None:
 
 
 async def _post(path: str) -> httpx.Response:
-    rt = _rt()
+    rt = current()
     try:
         answer = await rt.http.post(f"{rt.base_url}{path}")
     except httpx.HTTPError as exc:

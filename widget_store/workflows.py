@@ -7,13 +7,12 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from dbos import DBOS, SetWorkflowID
 
 from . import store
-from .db import Database
+from .runtime import current
 from .schema import DISPATCH_STEPS
 
 log = logging.getLogger(__name__)
@@ -46,31 +45,6 @@ class OutcomeEvent(TypedDict):
     result: CheckoutResult
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """What the workflows need from the running process, bound once at start."""
-
-    db: Database
-    payment_timeout_s: float
-    dispatch_tick_s: float
-    fault_after_step: str | None = None
-
-
-_runtime: Runtime | None = None
-
-
-def bind(runtime: Runtime) -> None:
-    """Give the workflows their database and settings; recovery may run them right after."""
-    global _runtime
-    _runtime = runtime
-
-
-def _rt() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("workflows.bind() was not called before a workflow ran")
-    return _runtime
-
-
 def checkout_workflow_id(idempotency_key: str) -> str:
     """Shopper keys are `[A-Za-z0-9_-]`, so the `:` keeps them from ever naming a dispatch."""
     return f"{CHECKOUT}:{idempotency_key}"
@@ -83,7 +57,7 @@ def dispatch_workflow_id(order_id: int) -> str:
 
 def _crash_point(step: str) -> None:
     """Test-only fault hook: die right after `step`, as a crash between two steps would."""
-    if _rt().fault_after_step == step:
+    if current().fault_after_step == step:
         log.warning("fault injection: exiting after step %s", step)
         os._exit(1)
 
@@ -100,7 +74,7 @@ async def checkout_workflow() -> CheckoutResult:
        widget and cancels the order.
     5. Publish the outcome, which the webhook answers from.
     """
-    rt = _rt()
+    rt = current()
     order_id, payment_id = await rt.db.run(store.place_order, checkout_id=DBOS.workflow_id)
     _crash_point("place_order")
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
@@ -153,7 +127,7 @@ async def dispatch_workflow(order_id: int, paid_at: float) -> None:
     waits only for what is left of its slot. That is one commit per tick instead of two, and a
     schedule that does not drift. DISPATCHED at zero.
     """
-    rt = _rt()
+    rt = current()
     for tick in range(1, DISPATCH_STEPS + 1):
         await asyncio.sleep(max(0.0, paid_at + tick * rt.dispatch_tick_s - time.time()))
         remaining = await rt.db.run(store.tick_dispatch, order_id=order_id)
