@@ -357,3 +357,17 @@ def test_cancel_of_a_paid_order_is_409(shared_server: StoreServer) -> None:
     assert cancel.status_code == 409 and "'paid'" in cancel.json()["detail"]
     assert status in (PAID, DISPATCHED)
     assert unknown.status_code == 404
+
+
+def test_checkout_lookup_by_key(shared_server: StoreServer) -> None:
+    key = new_key()
+    with shared_server.client() as client:
+        client.post("/restock")
+        assert client.get(f"/checkout/{key}").status_code == 404
+        payment_id = client.post(f"/checkout/{key}").text
+        found = client.get(f"/checkout/{key}").json()
+        order = client.get(f"/order/{found['order_id']}").json()
+    assert found["payment_id"] == payment_id
+    assert found["status"] == "PENDING" and found["order_status"] == PENDING
+    # Timestamps always carry their zone, whatever the database.
+    assert order["created_at"].endswith(("Z", "+00:00"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import checkout, monitor, shoppers, stats, store
@@ -16,9 +17,21 @@ from .config import Settings
 from .db import Database
 from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
 from .metrics import Metrics
-from .models import ErrorOut, HealthOut, LoadIn, LoadOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from .models import (
+    CheckoutOut,
+    ErrorOut,
+    HealthOut,
+    LoadIn,
+    LoadOut,
+    OrderOut,
+    ProductOut,
+    StepOut,
+    WorkflowOut,
+)
 from .payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
 from .process import ProcessInfo
+from .schema import OrderStatus
+from .workflows import checkout_workflow_id
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +100,15 @@ async def create_checkout(idempotency_key: IdempotencyKey) -> str:
     return await checkout.start_checkout(idempotency_key)
 
 
+@router.get("/checkout/{idempotency_key}", responses=errors(404))
+async def read_checkout(idempotency_key: IdempotencyKey, db: Db) -> CheckoutOut:
+    """Where the checkout for this key stands: its order, payment id and status."""
+    found = await db.read(store.get_checkout, checkout_id=checkout_workflow_id(idempotency_key))
+    if found is None:
+        raise NotFound(f"No checkout for key {idempotency_key!r}")
+    return CheckoutOut(**found, status=OrderStatus(found["order_status"]).name)
+
+
 @router.post(
     "/checkout/{idempotency_key}/cancel",
     response_class=PlainTextResponse,
@@ -147,8 +169,10 @@ async def restock(db: Db) -> ProductOut:
     return await read_product(db)
 
 
-def crash_application() -> None:
-    """Kill the process at once, as a crash would; the supervisor brings it back."""
+CRASH_DELAY_S = 0.05
+
+
+def _exit_now() -> None:
     log.warning("crash button pressed: exiting now")
     logging.shutdown()
     os._exit(1)
@@ -156,7 +180,22 @@ def crash_application() -> None:
 
 # Registered only in demo mode (see app.py): in production these routes do not exist (404).
 demo_router = APIRouter()
-demo_router.post("/crash_application", status_code=204)(crash_application)
+
+
+@demo_router.post("/crash_application", status_code=202)
+async def crash_application() -> JSONResponse:
+    """Kill the process at once, as a crash would; the supervisor brings it back.
+
+    It answers first and dies 50 ms later: a client whose request is dropped unanswered may
+    send it again (browsers re-send a POST whose reused connection closes), and that copy
+    would crash the freshly restarted server a second time.
+    """
+    asyncio.get_running_loop().call_later(CRASH_DELAY_S, _exit_now)
+    return JSONResponse(
+        {"detail": "Crashing now: the store will be back within seconds"},
+        status_code=202,
+        headers={"Connection": "close"},
+    )
 
 
 @demo_router.get("/load")

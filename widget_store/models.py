@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import AfterValidator, BaseModel, Field, computed_field
 
 from .schema import OrderStatus
 
@@ -22,18 +22,35 @@ class ProductOut(BaseModel):
     price: float
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without a zone; they are UTC (CURRENT_TIMESTAMP)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
 class OrderOut(BaseModel):
     order_id: int
     order_status: int = Field(description="-1 CANCELLED, 0 PENDING, 2 PAID, 1 DISPATCHED")
-    last_update_time: datetime
+    last_update_time: UtcDatetime
     progress_remaining: int = Field(ge=0, description="Dispatch steps left, 10 down to 0")
-    created_at: datetime
+    created_at: UtcDatetime
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def status(self) -> str:
         """The status code's name, for people."""
         return OrderStatus(self.order_status).name
+
+
+class CheckoutOut(BaseModel):
+    """Where a shopper's checkout stands, looked up by its key (after a reload, say)."""
+
+    order_id: int
+    payment_id: str | None = Field(description="None when the widget was sold out")
+    order_status: int
+    status: str
 
 
 class HealthOut(BaseModel):

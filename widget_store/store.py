@@ -252,6 +252,26 @@ async def set_load_settings(*, session: AsyncSession, **values: Any) -> dict[str
     return await get_load_settings(session=session)
 
 
+async def get_checkout(*, session: AsyncSession, checkout_id: str) -> dict[str, Any] | None:
+    """A checkout's order, with its payment id if the widget was reserved."""
+    row = (
+        (
+            await session.execute(
+                select(
+                    orders.c.order_id,
+                    orders.c.order_status,
+                    case(
+                        (orders.c.reserved_epoch.is_(None), None), else_=orders.c.payment_id
+                    ).label("payment_id"),
+                ).where(orders.c.checkout_id == checkout_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:
     """The checkout workflow that handed out this payment id, if any."""
     return (

@@ -1,0 +1,176 @@
+"""What the browser tests share: launching Debian's Chromium, watching a page for stray requests
+and console errors, reading the page's URL state, and saving screenshots."""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import ConsoleMessage, Locator, Page, Request
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+REQUIRE_BROWSER_ENV = "WIDGET_STORE_TEST_REQUIRE_BROWSER"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HTML_DIR = REPO_ROOT / "html"
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+# What Chromium logs for a request the dying server never answered, or answered 503 while it
+# came back: the only console errors the crash test tolerates, and only from the store itself.
+SERVER_AWAY_ERROR = re.compile(
+    r"^Failed to load resource: (net::ERR_(EMPTY_RESPONSE|CONNECTION_RESET|CONNECTION_REFUSED"
+    r"|CONNECTION_CLOSED|CONNECTION_ABORTED|SOCKET_NOT_CONNECTED)"
+    r"|the server responded with a status of 503 \(Service Unavailable\))$"
+)
+
+
+def http_error(status: int, reason: str) -> re.Pattern[str]:
+    """What Chromium logs for a request answered with this HTTP error status."""
+    return re.compile(
+        rf"^Failed to load resource: the server responded with a status of {status} "
+        rf"\({re.escape(reason)}\)$"
+    )
+
+
+def require_chromium() -> None:
+    """Skip without a browser, unless the run says a browser is required (CI): then fail."""
+    problem = None
+    if not CHROMIUM.exists():
+        problem = f"{CHROMIUM} is missing"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is not installed"
+    if problem is None:
+        return
+    if os.environ.get(REQUIRE_BROWSER_ENV) == "1":
+        pytest.fail(f"browser tests required ({REQUIRE_BROWSER_ENV}=1) but {problem}")
+    pytest.skip(f"browser tests: {problem}")
+
+
+@dataclass
+class PageWatch:
+    """Everything a page did that a test may want to hold against it."""
+
+    base_url: str
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[tuple[str, str]] = field(default_factory=list)  # (text, url)
+    page_errors: list[str] = field(default_factory=list)
+    tolerated: list[tuple[str, str]] = field(default_factory=list)
+    loads: int = 0
+    _tolerate: re.Pattern[str] | None = None
+
+    def attach(self, page: Page) -> PageWatch:
+        page.on("request", self._on_request)
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on("load", lambda _: self._on_load())
+        return self
+
+    def _on_load(self) -> None:
+        self.loads += 1
+
+    def _on_request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = str(message.location.get("url", ""))
+        entry = (message.text, url)
+        if self._is_tolerated(message.text, url):
+            self.tolerated.append(entry)
+        else:
+            self.console_errors.append(entry)
+
+    def _is_tolerated(self, text: str, url: str) -> bool:
+        return (
+            self._tolerate is not None
+            and bool(self._tolerate.match(text))
+            and url.startswith(self.base_url + "/")
+        )
+
+    @contextmanager
+    def tolerating(self, errors: re.Pattern[str]) -> Iterator[None]:
+        """Console errors the test provokes on purpose, from the store's own URLs, and only
+        while this lasts (Chromium logs every failed or 4xx/5xx request as an error)."""
+        self._tolerate = errors
+        try:
+            yield
+        finally:
+            self._tolerate = None
+
+    def server_away(self) -> AbstractContextManager[None]:
+        """While the test deliberately takes the server away, its failed requests are expected."""
+        return self.tolerating(SERVER_AWAY_ERROR)
+
+    def foreign_requests(self) -> list[str]:
+        return [
+            url
+            for url in self.requests
+            if not (url.startswith(self.base_url + "/") or url.startswith("data:"))
+        ]
+
+    def assert_clean(self) -> None:
+        # This module is not rewritten by pytest, so every assert says what it found.
+        assert self.requests, "the page made no requests at all"
+        foreign = self.foreign_requests()
+        assert not foreign, f"requests left the store's host: {foreign}"
+        assert not self.page_errors, f"uncaught errors in the page: {self.page_errors}"
+        assert not self.console_errors, f"console errors: {self.console_errors}"
+
+
+def hash_params(url: str) -> tuple[str, dict[str, str]]:
+    """The view and the parameters the page keeps in its URL's hash (#/pay?key=…&payment=…)."""
+    fragment = urlsplit(url).fragment
+    path, _, query = fragment.partition("?")
+    return path.strip("/"), {name: values[0] for name, values in parse_qs(query).items()}
+
+
+def screenshot(target: Page | Locator, backend: str, name: str, **options: Any) -> Path:
+    """A page (full page unless told otherwise) or one element, as <backend>-<name>.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{backend}-{name}.png"
+    if hasattr(target, "goto"):
+        options.setdefault("full_page", True)
+    target.screenshot(path=str(path), animations="disabled", **options)
+    return path
+
+
+# Records every value the order view's progress bar shows, from page load on.
+RECORD_PROGRESS = """
+window.__progressSeen = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const bar = document.querySelector('[data-testid="progress"]');
+  const record = () => window.__progressSeen.push(
+    [bar.dataset.status || "", Number(bar.getAttribute("aria-valuenow"))]);
+  new MutationObserver(record).observe(
+    bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
+});
+"""
