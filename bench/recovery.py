@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from widget_store.testing import Database, StoreServer, temp_dir, wait_until  # noqa: E402
+from widget_store.testing import Database, StoreServer, temp_dir, wait_until
 
 
 def last_tick_time(client: httpx.Client, order_id: int) -> float | None:
@@ -80,7 +76,7 @@ def main() -> None:
                 s, r = one_round(server, client)
                 serving.append(s)
                 resumed.append(r)
-                print(f"round {n + 1:2}: serving again {s:5.2f} s, next step {r:5.2f} s", flush=True)
+                print(f"round {n + 1:2}: serving again {s:5.2f} s, next step {r:5.2f} s")
                 time.sleep(10.5)  # past the supervisor's healthy-run threshold: no backoff
     finally:
         server.stop()

@@ -19,7 +19,6 @@ from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
 from .metrics import Metrics
 from .models import (
     CheckoutOut,
-    ErrorOut,
     HealthOut,
     LoadIn,
     LoadOut,
@@ -47,9 +46,22 @@ IdempotencyKey = Annotated[
 PaymentId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorOut"}
+# Order ids are the orders table's INTEGER keys: anything past 2**31 - 1 cannot be one, and
+# Postgres would refuse to even compare against it.
+OrderId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error answers a route can give."""
-    return {code: {"model": ErrorOut} for code in codes}
+    """OpenAPI entries for the error answers a route can give: always a JSON `detail`.
+
+    Spelled out as application/json, since FastAPI would file a bare model under the route's
+    own media type (text/plain for the routes that answer an id).
+    """
+    return {
+        code: {"content": {"application/json": {"schema": ERROR_SCHEMA}}, "description": "Error"}
+        for code in codes
+    }
 
 
 def get_db(request: Request) -> Database:
@@ -146,7 +158,7 @@ async def receive_payment(
 
 
 @router.get("/order/{order_id}", responses=errors(404))
-async def read_order(order_id: int, db: Db) -> OrderOut:
+async def read_order(order_id: OrderId, db: Db) -> OrderOut:
     """One order's status and dispatch progress."""
     order = await db.read(store.get_order, order_id=order_id)
     if order is None:
@@ -204,7 +216,7 @@ async def read_load(db: Db) -> LoadOut:
     return LoadOut.model_validate(await db.read(store.get_load_settings))
 
 
-@demo_router.post("/load")
+@demo_router.post("/load", responses=errors(400))
 async def start_load(load: LoadIn, db: Db) -> LoadOut:
     """Start (or change) the built-in shoppers: N durable shoppers with this mix."""
     return LoadOut.model_validate(await shoppers.start_load(db, **load.model_dump()))

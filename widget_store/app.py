@@ -24,6 +24,7 @@ from .config import Settings
 from .db import open_database
 from .errors import StoreError
 from .metrics import Metrics, RequestMetrics
+from .models import ErrorOut
 from .paths import HTML_DIR
 from .process import ProcessInfo
 
@@ -139,19 +140,21 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         return FileResponse(HTML_DIR / "app.html")
 
     app.mount("/static", StaticFiles(directory=HTML_DIR), name="static")
-    _describe_validation_errors(app)
+    _document_errors(app)
     return app
 
 
-def _describe_validation_errors(app: FastAPI) -> None:
-    """Make /openapi.json show the 422 body `_validation_error` really sends."""
+def _document_errors(app: FastAPI) -> None:
+    """Make /openapi.json show the error bodies really sent: `ErrorOut` (referenced by every
+    route's error answers), and the 422 body `_validation_error` sends."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
-            schemas = schema.get("components", {}).get("schemas", {})
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ErrorOut"] = ErrorOut.model_json_schema()
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = {
                     "title": "HTTPValidationError",
