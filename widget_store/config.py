@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,14 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FILE_NAME = "webhook_secret"
+
+
+def release() -> str:
+    """The installed package's version."""
+    try:
+        return importlib.metadata.version("widget-store")
+    except importlib.metadata.PackageNotFoundError:  # run from a bare source tree
+        return "0+unknown"
 
 
 class Settings(BaseSettings):
@@ -34,9 +43,11 @@ class Settings(BaseSettings):
     demo: bool = True
     operator_token: str | None = None
 
-    # Pinned so a restarted process recovers workflows started by earlier builds of the same
-    # release (DBOS's default is a hash of the code, which changes with any edit).
-    app_version: str = "widget-store-1"
+    # Pinned to the release so a restarted process recovers the workflows it left (DBOS's
+    # default is a hash of the code, which changes with any edit). A release that changes a
+    # workflow's steps must bump the package version: DBOS then leaves the old release's
+    # pending workflows to a process of that release, instead of replaying them on new code.
+    app_version: str = Field(default_factory=lambda: f"widget-store-{release()}")
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
