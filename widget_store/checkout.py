@@ -66,20 +66,18 @@ async def _settle(checkout_id: str, settlement: Settlement, what: str) -> int:
     A repeat gets the first answer again. A settlement that contradicts how the checkout ended
     (timed out, cancelled, or settled the other way) is a Conflict and changes nothing.
     """
+    # Sent even when the checkout has already ended: keyed per settlement, so a repeat (or a
+    # provider's retry) makes no second message, and a message the checkout never reads
+    # changes nothing. One round trip fewer than asking first.
+    await DBOS.send_async(
+        checkout_id, settlement, PAYMENT_STATUS, idempotency_key=f"settle-{settlement}"
+    )
     outcome = cast(
-        OutcomeEvent | None, await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=0)
+        OutcomeEvent | None,
+        await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=WAIT_S),
     )
     if outcome is None:
-        # Keyed per settlement, so a provider's retries of one delivery make one message.
-        await DBOS.send_async(
-            checkout_id, settlement, PAYMENT_STATUS, idempotency_key=f"settle-{settlement}"
-        )
-        outcome = cast(
-            OutcomeEvent | None,
-            await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=WAIT_S),
-        )
-        if outcome is None:
-            raise Unavailable("Received; the checkout is still settling it, retry shortly")
+        raise Unavailable("Received; the checkout is still settling it, retry shortly")
     if outcome["result"] != settlement:
         raise Conflict(
             f"Checkout for {what} already ended as {outcome['result']!r}; "

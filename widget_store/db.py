@@ -45,6 +45,13 @@ class Database:
             {"name": body.__name__, "isolation_level": self.isolation_level}, step
         )
 
+    async def write(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
+        """Run `body` in a plain transaction, with no checkpoint: only for bodies that are
+        idempotent by themselves (a DBOS step around it records that it ran)."""
+        async with AsyncSession(self.datasource.engine) as session, session.begin():
+            await session.connection(execution_options={"isolation_level": self.isolation_level})
+            return await body(session=session, **kwargs)
+
     async def read(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run a read-only body on a plain session: no checkpoint, and on SQLite no write lock
         (a datasource transaction there begins IMMEDIATE, which would queue reads behind writers).
@@ -57,7 +64,9 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     if settings.uses_sqlite:
         return {}
     # pre_ping: after a Postgres restart, stale pooled connections are replaced, not handed out.
-    return {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True, "pool_timeout": 10}
+    # Small: with DBOS's own pool of 20, a store holds at most 40 of Postgres's default 100
+    # connections, so two instances and a psql session still fit.
+    return {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True, "pool_timeout": 10}
 
 
 async def open_database(settings: Settings) -> Database:

@@ -89,39 +89,27 @@ async def release_order(*, session: AsyncSession, order_id: int) -> bool:
     return cancelled
 
 
-async def tick_dispatch(*, session: AsyncSession, order_id: int) -> int:
-    """Count one step of a PAID order's dispatch down; DISPATCHED when it reaches zero.
+async def advance_dispatch(*, session: AsyncSession, order_id: int, remaining: int) -> int:
+    """Bring a PAID order's dispatch down to `remaining` steps left; DISPATCHED at zero.
 
-    Returns the progress left. The guard on `progress_remaining > 0` keeps a stray extra tick from
-    ever taking it below zero.
+    Idempotent, so a tick needs no checkpoint of its own in this database: run again after a
+    crash, it finds the order already there and changes nothing. The guard on the current
+    progress also keeps it from ever going up, or below zero.
     """
-    remaining = (
-        await session.execute(
-            update(orders)
-            .where(
-                orders.c.order_id == order_id,
-                orders.c.order_status == OrderStatus.PAID,
-                orders.c.progress_remaining > 0,
-            )
-            .values(
-                progress_remaining=orders.c.progress_remaining - 1,
-                order_status=case(
-                    (orders.c.progress_remaining == 1, OrderStatus.DISPATCHED.value),
-                    else_=orders.c.order_status,
-                ),
-                last_update_time=func.now(),
-            )
-            .returning(orders.c.progress_remaining)
+    await session.execute(
+        update(orders)
+        .where(
+            orders.c.order_id == order_id,
+            orders.c.order_status == OrderStatus.PAID,
+            orders.c.progress_remaining > remaining,
         )
-    ).scalar_one_or_none()
-    if remaining is None:
-        # Already dispatched: report where it stands.
-        remaining = (
-            await session.execute(
-                select(orders.c.progress_remaining).where(orders.c.order_id == order_id)
-            )
-        ).scalar_one()
-    return int(remaining)
+        .values(
+            progress_remaining=remaining,
+            order_status=OrderStatus.DISPATCHED if remaining == 0 else OrderStatus.PAID,
+            last_update_time=func.now(),
+        )
+    )
+    return remaining
 
 
 async def restock(*, session: AsyncSession) -> int:
