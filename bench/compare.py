@@ -49,7 +49,8 @@ METRICS: list[tuple[str, Callable[[Result], float | None]]] = [
 def run_pair(args: argparse.Namespace, **overrides: Any) -> tuple[Result, Result]:
     """load.py and engine.py on the same load (the arguments, with any overrides)."""
     forwarded = forward_load_args(args, **overrides)
-    return run_script("load.py", forwarded), run_script("engine.py", forwarded)
+    engine_args = [*forwarded, "--dispatch", getattr(args, "engine_dispatch", "naive")]
+    return run_script("load.py", forwarded), run_script("engine.py", engine_args)
 
 
 def comparison(store: Result, engine: Result) -> list[list[Any]]:
@@ -63,11 +64,17 @@ def comparison(store: Result, engine: Result) -> list[list[Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_load_args(parser)
+    parser.add_argument(
+        "--engine-dispatch",
+        choices=["naive", "schedule", "sleep", "none"],
+        default="naive",
+        help="the engine's structure: naive (the seed's, the ceiling to beat) or the store's own",
+    )
     args = parser.parse_args()
     store, engine = run_pair(args)
     rows = comparison(store, engine)
     print_table(
-        f"store vs engine, {args.backend}, {args.mode} loop, steady state",
+        f"store vs engine ({args.engine_dispatch}), {args.backend}, {args.mode} loop, steady state",
         ["metric", "store", "engine", "store/engine"],
         [[name, s, e, None if r is None else f"{r:.2f}"] for name, s, e, r in rows],
     )

@@ -11,8 +11,8 @@ machine and database. Prints a table; asserts nothing.
     python bench/compare.py ...                           # this and load.py in one run, with ratios
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
-the store's own DBOS configuration (widget_store.app.dbos_config: application version, executor
-id, 0.01 s SQLite notification polling) on a fresh SQLite file (in WAL mode, as the store's
+the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
+executor id, 0.01 s SQLite notification polling) on a fresh SQLite file (in WAL mode, as the store's
 migration leaves its files) or a fresh Postgres database.
 
 The purchase workflow mirrors the store's checkout (widget_store/workflows.py): a place-order
@@ -23,8 +23,10 @@ child workflow, or a release step; then set_event(outcome). The dispatch child m
 (--dispatch schedule); --dispatch sleep puts a DBOS.sleep_async(1 s) before each tick instead,
 as the store first did; --dispatch none leaves it out. Steps are empty DBOS steps: only their
 checkpoints cost. Each caller does what the store's routes do: checkout = start_workflow_async +
-get_event_async(payment_id); webhook = get_event_async(outcome, timeout 0) + send_async(status) +
-get_event_async(outcome). The mix, the closed and open loops and the steady-state window are
+get_event_async(payment_id); webhook = send_async(status) + get_event_async(outcome).
+--dispatch naive is the seed's structure, the ceiling the store is held against (compare.py's
+default): create-order and reserve steps, and a DBOS.sleep before each tick.
+The mix, the closed and open loops and the steady-state window are
 load.py's (see bench/common.py).
 
 --mode ticks: start --counts bare dispatch workflows at once and report how late their ticks
@@ -72,8 +74,8 @@ from bench.common import (
     tick_lateness,
     write_json,
 )
-from widget_store.app import dbos_config
 from widget_store.config import Settings
+from widget_store.dbos_setup import dbos_config
 from widget_store.schema import DISPATCH_STEPS
 from widget_store.testing import Database
 
@@ -83,6 +85,7 @@ WAIT_S = 30.0  # as the store's routes wait
 DISPATCH_STYLES = {
     "schedule": "ticks on a checkpointed schedule",
     "sleep": "DBOS.sleep before each tick",
+    "naive": "the seed's structure: create + reserve steps, DBOS.sleep before each tick",
     "none": "none",
 }
 
@@ -97,6 +100,16 @@ class Outcome(TypedDict):
 @DBOS.step(name="place_order")
 async def place_order() -> tuple[int, str]:
     return next(_order_ids), uuid.uuid4().hex
+
+
+@DBOS.step(name="create_order")
+async def create_order() -> tuple[int, str]:
+    return next(_order_ids), uuid.uuid4().hex
+
+
+@DBOS.step(name="reserve_inventory")
+async def reserve_inventory(order_id: int) -> bool:
+    return True
 
 
 @DBOS.step(name="mark_paid")
@@ -129,8 +142,14 @@ async def dispatch_workflow(order_id: int, paid_at: float, tick_s: float, durabl
 
 @DBOS.workflow(name="engine_checkout")
 async def checkout_workflow(payment_timeout_s: float, tick_s: float | None, durable: bool) -> str:
-    """The store's checkout without its SQL; no dispatch child when `tick_s` is None."""
-    order_id, payment_id = await place_order()
+    """The store's checkout without its SQL; no dispatch child when `tick_s` is None. With
+    `durable` it is the seed's naive structure: separate create and reserve steps (and a
+    DBOS.sleep before each tick)."""
+    if durable:
+        order_id, payment_id = await create_order()
+        await reserve_inventory(order_id)
+    else:
+        order_id, payment_id = await place_order()
     await DBOS.set_event_async(PAYMENT_ID, {"order_id": order_id, "payment_id": payment_id})
     status = await DBOS.recv_async(PAYMENT_STATUS, timeout_seconds=payment_timeout_s)
     if status == "paid":
@@ -175,14 +194,12 @@ class EngineShopper:
         """Deliver a payment status as the webhook does: the order id, or None on an error."""
 
         async def call() -> Outcome:
-            outcome: Outcome | None = await DBOS.get_event_async(
-                workflow_id, OUTCOME, timeout_seconds=0
+            await DBOS.send_async(
+                workflow_id, status, PAYMENT_STATUS, idempotency_key=f"payment-{status}"
             )
-            if outcome is None:
-                await DBOS.send_async(
-                    workflow_id, status, PAYMENT_STATUS, idempotency_key=f"payment-{status}"
-                )
-                outcome = await DBOS.get_event_async(workflow_id, OUTCOME, timeout_seconds=WAIT_S)
+            outcome: Outcome | None = await DBOS.get_event_async(
+                workflow_id, OUTCOME, timeout_seconds=WAIT_S
+            )
             if outcome is None:
                 raise TimeoutError("no outcome")
             return outcome
@@ -200,7 +217,7 @@ class EngineShopper:
 async def run_purchases(args: argparse.Namespace, database_url: str | None) -> dict[str, Any]:
     recorder = Recorder(args.duration, args.warmup)
     tick_s = None if args.dispatch == "none" else args.tick
-    shopper = EngineShopper(recorder, tick_s, durable=args.dispatch == "sleep")
+    shopper = EngineShopper(recorder, tick_s, durable=args.dispatch in ("sleep", "naive"))
     result = await run_metered(
         shopper.purchase,
         recorder,
@@ -240,7 +257,9 @@ def engine_step(step: Any) -> Step:
 async def run_ticks(args: argparse.Namespace) -> dict[str, Any]:
     rounds = []
     for count in args.counts:
-        rounds.append(await dispatch_lateness(count, args.tick, args.dispatch == "sleep"))
+        rounds.append(
+            await dispatch_lateness(count, args.tick, args.dispatch in ("sleep", "naive"))
+        )
         print(f"{count} dispatch workflows: tick p99 late {rounds[-1]['tick_late_p99_s']:.3f} s")
         if rounds[-1]["tick_late_p99_s"] > args.tick:
             break  # past the engine's ceiling: larger counts would only be later

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from dbos import DBOS, DBOSConfig
+from dbos import DBOS
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from . import api, runtime, sandbox, shoppers, store
 from .config import Settings
 from .db import open_database
+from .dbos_setup import dbos_config
 from .errors import StoreError
 from .metrics import Metrics, RequestMetrics
 from .models import ErrorOut
@@ -29,24 +30,6 @@ from .paths import HTML_DIR
 from .process import ProcessInfo
 
 log = logging.getLogger(__name__)
-
-
-def dbos_config(settings: Settings) -> DBOSConfig:
-    config: DBOSConfig = {
-        "name": "widget-store",
-        "system_database_url": settings.system_database_url,
-        "application_version": settings.app_version,
-        "executor_id": settings.executor_id,
-        "log_level": settings.log_level,
-    }
-    if settings.uses_sqlite:
-        config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
-    if settings.otlp_endpoint:
-        endpoint = settings.otlp_endpoint.rstrip("/")
-        config["enable_otlp"] = True
-        config["otlp_traces_endpoints"] = [f"{endpoint}/v1/traces"]
-        config["otlp_logs_endpoints"] = [f"{endpoint}/v1/logs"]
-    return config
 
 
 async def count_recovered(settings: Settings, launched_at: datetime) -> int:

@@ -1,0 +1,25 @@
+"""DBOS's configuration, built from Settings (the benchmarks reuse it for DBOS alone)."""
+
+from __future__ import annotations
+
+from dbos import DBOSConfig
+
+from .config import Settings
+
+
+def dbos_config(settings: Settings) -> DBOSConfig:
+    config: DBOSConfig = {
+        "name": "widget-store",
+        "system_database_url": settings.system_database_url,
+        "application_version": settings.app_version,
+        "executor_id": settings.executor_id,
+        "log_level": settings.log_level,
+    }
+    if settings.uses_sqlite:
+        config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
+    if settings.otlp_endpoint:
+        endpoint = settings.otlp_endpoint.rstrip("/")
+        config["enable_otlp"] = True
+        config["otlp_traces_endpoints"] = [f"{endpoint}/v1/traces"]
+        config["otlp_logs_endpoints"] = [f"{endpoint}/v1/logs"]
+    return config
