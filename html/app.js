@@ -23,7 +23,9 @@
   const ORDER_POLL_MS = 500;
   const RECENT_POLL_MS = 1000;
   const OPERATOR_POLL_MS = 1000;
+  const STATS_POLL_MS = 1000;
   const PRODUCT_POLL_MS = 2000;
+  const LIVE_SUMMARY_MS = 30000;
   const AWAY_STATUSES = new Set([502, 503, 504]);
 
   const BADGE_TEXT = {
@@ -53,7 +55,12 @@
     currentOrder: null, // {order_id, status} shown in the order view
     operatorToken: "",
     demo: true,
+    freshPayment: null, // the payment id POST /checkout just answered: no need to look it up
   };
+
+  // Operator routes answer 401 in production until the token is given: after a 401 the page
+  // stops asking (no console error every second) until the token changes.
+  const auth = { version: 0, statsLocked: false, workflowsLocked: false };
 
   /* ------------------------------------------------------------------ storage */
 
@@ -119,7 +126,7 @@
   let requestSeq = 0;
   // crashedPid: after the crash button, the server counts as away until /health answers
   // from another process (requests queue in the socket's backlog meanwhile, so none fails).
-  const conn = { away: false, awaySince: 0, crashedPid: null };
+  const conn = { away: false, awaySince: 0, crashedPid: null, crashedAt: 0 };
 
   function serverAway() {
     // Only a request started after this moment proves the server is back.
@@ -148,6 +155,8 @@
       text.textContent = `Online · ${state.health.database}`;
     }
     el.crash.disabled = conn.away;
+    el.figures.dataset.stale = String(conn.away);
+    renderFiguresUpdated();
   }
 
   /**
@@ -156,19 +165,21 @@
    */
   async function api(
     path,
-    { method = "GET", timeoutMs = 8000, operator = false, credentials = "same-origin" } = {},
+    { method = "GET", timeoutMs = 8000, operator = false, credentials = "same-origin", body } = {},
   ) {
     const seq = ++requestSeq;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     const headers = { Accept: "application/json, text/plain;q=0.9" };
     if (operator && state.operatorToken) headers.Authorization = `Bearer ${state.operatorToken}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
     let text;
     try {
       response = await fetch(path, {
         method,
         headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
         cache: "no-store",
         credentials,
         signal: controller.signal,
@@ -244,6 +255,26 @@
   const clock = (date) =>
     date ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "";
 
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+  /** Local time with milliseconds, for workflow steps a few ms apart. */
+  const clockMs = (date) =>
+    date
+      ? `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`
+      : "";
+
+  function duration(ms) {
+    if (ms == null || Number.isNaN(ms)) return "";
+    if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+    return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+  }
+
+  const count = new Intl.NumberFormat("en-US");
+  const rate = (perSecond) =>
+    `${perSecond >= 10 ? Math.round(perSecond) : Number(perSecond.toFixed(perSecond < 1 ? 2 : 1))}/s`;
+  const plural = (n, word, words = `${word}s`) => `${count.format(n)} ${n === 1 ? word : words}`;
+
   const statusName = (order) => order.status || STATUS_NAMES[order.order_status] || "UNKNOWN";
 
   const stepsDone = (order) => {
@@ -292,6 +323,11 @@
     } else if (node.dataset.kind) {
       setNotice(node, "");
     }
+  }
+
+  /** Writes only a change: live regions then speak only when a figure really moves. */
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
   }
 
   function announce(text) {
@@ -376,6 +412,9 @@
         const checkout = adoptCheckout(validKey, { payment });
         showView("pay", focus);
         renderPay(checkout);
+        // After a reload or a return visit the checkout may have ended meanwhile (timed out,
+        // paid in another tab): ask the store. A payment page just handed out needs no check.
+        if (payment !== state.freshPayment) lookUpCheckout(validKey, token);
         return;
       }
       case "order": {
@@ -480,6 +519,7 @@
         const payment = answer.text.trim();
         adoptCheckout(key, { payment });
         setNotice(message, "");
+        state.freshPayment = payment;
         go("pay", { key, payment }, { replace: true });
         return;
       }
@@ -535,10 +575,114 @@
     const ended = Boolean(checkout.ended);
     el.pay.disabled = ended;
     el.decline.disabled = ended;
+    el["cancel-order"].disabled = ended;
     setBusy(el.pay, false);
     setBusy(el.decline, false);
-    el["pay-ended"].hidden = !ended;
+    setBusy(el["cancel-order"], false);
+    renderPayEnded(checkout);
     if (!ended) setNotice(el["pay-message"], "");
+  }
+
+  function renderPayEnded(checkout) {
+    const ended = Boolean(checkout.ended);
+    el["pay-ended"].hidden = !ended;
+    el["pay-cancel-row"].hidden = ended;
+    el["pay-see-order"].hidden = !(ended && Number.isInteger(checkout.pendingOrder));
+  }
+
+  /** GET /checkout/{key}: the checkout's order, and whether it still waits for payment. */
+  async function lookUpCheckout(key, token) {
+    let answer;
+    try {
+      answer = await api(`/checkout/${encodeURIComponent(key)}`);
+    } catch {
+      return null;
+    }
+    if (!answer.ok || !answer.data || !state.checkout || state.checkout.key !== key) return null;
+    const found = answer.data;
+    const checkout = adoptCheckout(key, { pendingOrder: found.order_id });
+    if (token === state.routeToken && parseRoute()?.view === "pay" && found.status !== "PENDING") {
+      if (!checkout.ended) {
+        adoptCheckout(key, { ended: true });
+        el.pay.disabled = true;
+        el.decline.disabled = true;
+        const status = (BADGE_TEXT[found.status] || found.status).toLowerCase();
+        setNotice(
+          el["pay-message"],
+          `This checkout already ended: order #${found.order_id} is ${status}.`,
+          "warn",
+        );
+      }
+      renderPayEnded(state.checkout);
+    }
+    return found;
+  }
+
+  /**
+   * POST /checkout/{key}/cancel until the store answers: a repeat gets the first answer again,
+   * so retrying after a crash is safe. Resolves with the answer, or null if the view changed.
+   */
+  async function postCancel(key, token, message) {
+    let delay = 500;
+    while (token === state.routeToken) {
+      let answer;
+      try {
+        answer = await api(`/checkout/${encodeURIComponent(key)}/cancel`, {
+          method: "POST",
+          timeoutMs: 70000,
+        });
+      } catch {
+        answer = null;
+      }
+      if (token !== state.routeToken) return null;
+      if (answer && answer.status < 500) return answer;
+      setNotice(
+        message,
+        "The store is restarting. Your cancellation will be sent as soon as it is back…",
+        "warn",
+      );
+      await sleep(delay);
+      delay = Math.min(delay * 1.5, 2000);
+    }
+    return null;
+  }
+
+  /** The payment page's "Cancel order": the checkout ends CANCELLED and the widget goes back. */
+  async function cancelFromPay() {
+    const token = state.routeToken;
+    const checkout = state.checkout;
+    if (!checkout || !checkout.payment) return;
+    const { key } = checkout;
+    const button = el["cancel-order"];
+    const message = el["pay-message"];
+    el.pay.disabled = true;
+    el.decline.disabled = true;
+    button.disabled = true;
+    setBusy(button, true);
+    setNotice(message, "Cancelling your order…");
+    const answer = await postCancel(key, token, message);
+    if (!answer) return;
+    setBusy(button, false);
+    if (answer.status === 200) {
+      const order = Number.parseInt(answer.text.trim(), 10);
+      adoptCheckout(key, { order, pendingOrder: order, cancelled: true });
+      announce(`Order ${order} cancelled. The widget is back in stock.`);
+      go("order", { id: order, key }, { replace: true });
+      return;
+    }
+    if (answer.status === 409 || answer.status === 404) {
+      adoptCheckout(key, { ended: true });
+      const reason =
+        answer.status === 409 ? "This checkout already ended" : "The store does not know this checkout";
+      setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
+      renderPayEnded(state.checkout);
+      if (answer.status === 409) lookUpCheckout(key, token);
+      return;
+    }
+    el.pay.disabled = false;
+    el.decline.disabled = false;
+    button.disabled = false;
+    setNotice(message, `The order could not be cancelled: ${detailOf(answer)}`, "error");
   }
 
   /** Pay or decline; the provider's webhook delivery is idempotent, so retries are safe. */
@@ -551,6 +695,7 @@
     const message = el["pay-message"];
     el.pay.disabled = true;
     el.decline.disabled = true;
+    el["cancel-order"].disabled = true;
     setBusy(button, true);
     setNotice(message, status === "paid" ? "Processing your payment…" : "Declining the payment…");
     let delay = 500;
@@ -578,10 +723,12 @@
           const reason =
             answer.status === 409 ? "This checkout already ended" : "The store does not know this payment";
           setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
-          el["pay-ended"].hidden = false;
+          renderPayEnded(state.checkout);
+          if (answer.status === 409) lookUpCheckout(key, token);
         } else {
           el.pay.disabled = false;
           el.decline.disabled = false;
+          el["cancel-order"].disabled = false;
           setNotice(message, `The payment did not go through: ${detailOf(answer)}`, "error");
         }
         return;
@@ -641,20 +788,96 @@
     el["progress-text"].textContent = `${done} / ${DISPATCH_STEPS}`;
     el["progress-block"].hidden = status === "CANCELLED";
 
+    const mine = state.checkout && state.checkout.order === order.order_id;
     const headlines = {
       PENDING: "Waiting for your payment.",
       PAID: `Paid. Your widget is being dispatched: step ${done} of ${DISPATCH_STEPS}.`,
       DISPATCHED: "Dispatched! Your widget is on its way.",
-      CANCELLED: "Cancelled: the payment was declined or timed out, and the widget went back in stock.",
+      CANCELLED:
+        mine && state.checkout.cancelled
+          ? "Cancelled at your request: the widget went back in stock."
+          : "Cancelled: the payment was declined or timed out, and the widget went back in stock.",
     };
     el["order-headline"].textContent = headlines[status] || status;
     if (changed) announce(`Order ${order.order_id}: ${headlines[status] || status}`);
 
     const final = FINAL.has(status);
-    const mine = state.checkout && state.checkout.order === order.order_id;
     if (final && mine && !state.checkout.ended) adoptCheckout(state.checkout.key, { ended: true });
     el["buy-another"].hidden = !(final && !activeCheckout());
+    renderOrderActions(order.order_id, status);
     markCurrentInRecent();
+  }
+
+  const lookingUp = new Set(); // checkout keys being looked up with GET /checkout/{key}
+
+  /** The shopper's own checkout for this order, if it is theirs and still open. */
+  function ownOpenCheckout(orderId) {
+    const checkout = activeCheckout();
+    if (!checkout) return null;
+    return checkout.order === orderId || checkout.pendingOrder === orderId ? checkout : null;
+  }
+
+  /** While the shopper's own order waits for payment: pay it, or cancel it. */
+  function renderOrderActions(orderId, status) {
+    let own = status === "PENDING" ? ownOpenCheckout(orderId) : null;
+    const checkout = activeCheckout();
+    if (status === "PENDING" && !own && checkout && checkout.pendingOrder == null && !lookingUp.has(checkout.key)) {
+      // Opened from the recent orders, say: is this pending order the shopper's own checkout?
+      lookingUp.add(checkout.key);
+      const token = state.routeToken;
+      lookUpCheckout(checkout.key, token).finally(() => {
+        lookingUp.delete(checkout.key);
+        if (token === state.routeToken && state.currentOrder && state.currentOrder.order_id === orderId) {
+          renderOrderActions(orderId, state.currentOrder.status);
+        }
+      });
+    }
+    own = status === "PENDING" ? ownOpenCheckout(orderId) : null;
+    const cancel = el["order-cancel"];
+    if (!own) setBusy(cancel, false);
+    cancel.hidden = !own;
+    cancel.disabled = cancel.getAttribute("aria-busy") === "true";
+    el["order-pay"].hidden = !(own && own.payment);
+  }
+
+  async function cancelFromOrder() {
+    const current = state.currentOrder;
+    const checkout = current && ownOpenCheckout(current.order_id);
+    if (!checkout) return;
+    const token = state.routeToken;
+    const button = el["order-cancel"];
+    const message = el["order-message"];
+    button.disabled = true;
+    el["order-pay"].disabled = true;
+    setBusy(button, true);
+    setNotice(message, "Cancelling your order…");
+    const answer = await postCancel(checkout.key, token, message);
+    if (!answer) return;
+    setBusy(button, false);
+    el["order-pay"].disabled = false;
+    if (answer.status === 200) {
+      const order = Number.parseInt(answer.text.trim(), 10);
+      adoptCheckout(checkout.key, { order, pendingOrder: order, cancelled: true });
+      setNotice(message, "Order cancelled: the widget is back in stock.", "ok");
+      refreshCurrentOrder(order, token);
+      return;
+    }
+    button.disabled = false;
+    if (answer.status === 409) {
+      setNotice(message, `This order can no longer be cancelled: ${detailOf(answer)}`, "error");
+    } else {
+      setNotice(message, `The order could not be cancelled: ${detailOf(answer)}`, "error");
+    }
+    refreshCurrentOrder(current.order_id, token);
+  }
+
+  async function refreshCurrentOrder(id, token) {
+    try {
+      const answer = await api(`/order/${id}`);
+      if (token === state.routeToken && answer.ok && answer.data) renderOrder(answer.data);
+    } catch {
+      /* the order view's own loop catches up */
+    }
   }
 
   function resetOrderView(id) {
@@ -665,6 +888,8 @@
     el["order-headline"].textContent = "Fetching your order…";
     setNotice(el["order-message"], "");
     el["buy-another"].hidden = true;
+    el["order-cancel"].hidden = true;
+    el["order-pay"].hidden = true;
     state.currentOrder = { order_id: id, status: null };
   }
 
@@ -680,7 +905,7 @@
       }
       if (token !== state.routeToken) return;
       if (answer && answer.ok && answer.data) {
-        setNotice(el["order-message"], "");
+        setAutoNotice(el["order-message"], null);
         renderOrder(answer.data);
         if (FINAL.has(statusName(answer.data))) return;
       } else if (answer && answer.status === 404) {
@@ -689,9 +914,9 @@
         el["buy-another"].hidden = false;
         return;
       } else if (answer && answer.status < 500) {
-        setNotice(el["order-message"], `Could not read the order: ${detailOf(answer)}`, "error");
+        setAutoNotice(el["order-message"], "read-error", `Could not read the order: ${detailOf(answer)}`, "error");
       } else {
-        setNotice(el["order-message"], "Waiting for the store to come back; your order is safe.", "warn");
+        setAutoNotice(el["order-message"], "away", "Waiting for the store to come back; your order is safe.", "warn");
       }
       await sleep(ORDER_POLL_MS);
     }
@@ -771,40 +996,18 @@
     const small = document.createElement("small");
     small.textContent = ago(started);
     since.append(small);
-    el["workflows-recovered"].textContent = `${health.workflows_recovered} workflow${health.workflows_recovered === 1 ? "" : "s"}`;
+    el["workflows-recovered"].textContent = plural(health.workflows_recovered, "workflow");
     el["server-pid"].textContent = `pid ${health.pid}`;
     el["server-database"].textContent = health.database === "postgresql" ? "PostgreSQL" : "SQLite";
     el.crash.hidden = !state.demo;
     document.getElementById("crash-help").hidden = !state.demo;
+    // Production has no crash button: what is left there is the stock.
+    document.getElementById("chaos-title").textContent = state.demo ? "Crash test" : "Stock";
+    document.getElementById("chaos-intro").hidden = !state.demo;
     el["token-form"].hidden = state.demo;
+    // The built-in shoppers exist in demo mode only (/load answers 404 in production).
+    el["load-panel"].hidden = !state.demo;
     renderConnection();
-  }
-
-  function renderWorkflows(workflows) {
-    const body = el["workflows-table"].tBodies[0];
-    const rows = workflows.map((wf) => {
-      const row = document.createElement("tr");
-      row.dataset.testid = "workflow-row";
-      row.dataset.workflowId = wf.workflow_id;
-      const idCell = document.createElement("td");
-      const code = document.createElement("code");
-      code.textContent = wf.workflow_id.length > 30 ? `${wf.workflow_id.slice(0, 29)}…` : wf.workflow_id;
-      code.title = wf.workflow_id;
-      idCell.append(code);
-      const cells = [
-        idCell,
-        cell(wf.name),
-        cell(wf.status, "wf-status"),
-        cell(wf.current_step || "–"),
-        cell(wf.recovery_attempts == null ? "–" : String(wf.recovery_attempts), "num"),
-      ];
-      row.append(...cells);
-      return row;
-    });
-    body.replaceChildren(...rows);
-    el["workflows-wrap"].dataset.empty = String(rows.length === 0);
-    el["workflows-empty"].textContent = "No workflows in flight.";
-    el["workflows-empty"].hidden = rows.length > 0;
   }
 
   function cell(text, className) {
@@ -814,29 +1017,644 @@
     return td;
   }
 
+  const shortId = (id) => (id.length > 30 ? `${id.slice(0, 29)}…` : id);
+
+  function makeWorkflowRow(workflowId) {
+    const row = document.createElement("tr");
+    row.dataset.testid = "workflow-row";
+    row.dataset.workflowId = workflowId;
+    row.className = "wf-row";
+    const idCell = document.createElement("td");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "wf-open";
+    open.dataset.testid = "workflow-open";
+    open.setAttribute("aria-haspopup", "dialog");
+    open.setAttribute("aria-label", `Show the steps of workflow ${workflowId}`);
+    const code = document.createElement("code");
+    code.textContent = shortId(workflowId);
+    code.title = workflowId;
+    open.append(code);
+    idCell.append(open);
+    row.append(idCell, cell("", "wf-name"), cell("", "wf-status"), cell("", "wf-step"), cell("", "num"));
+    return row;
+  }
+
+  // What the table last said about each workflow, for the detail drawer's summary line.
+  const workflowInfo = new Map();
+
+  /** Rows are kept and updated in place, so focus on a row's button survives each refresh. */
+  function renderWorkflows(workflows) {
+    const body = el["workflows-table"].tBodies[0];
+    const existing = new Map(Array.from(body.rows, (row) => [row.dataset.workflowId, row]));
+    workflowInfo.clear();
+    const rows = workflows.map((wf) => {
+      workflowInfo.set(wf.workflow_id, wf);
+      const row = existing.get(wf.workflow_id) || makeWorkflowRow(wf.workflow_id);
+      const cells = row.cells;
+      cells[1].textContent = wf.name;
+      cells[2].textContent = wf.status;
+      cells[3].textContent = wf.current_step || "–";
+      cells[4].textContent = wf.recovery_attempts == null ? "–" : String(wf.recovery_attempts);
+      return row;
+    });
+    rows.forEach((row, index) => {
+      if (body.rows[index] !== row) body.insertBefore(row, body.rows[index] || null);
+    });
+    while (body.rows.length > rows.length) body.lastElementChild.remove();
+    el["workflows-wrap"].dataset.empty = String(rows.length === 0);
+    el["workflows-count"].textContent = rows.length ? `· ${rows.length}${rows.length >= 50 ? "+" : ""}` : "";
+    el["workflows-empty"].textContent = "No workflows in flight.";
+    el["workflows-empty"].hidden = rows.length > 0;
+  }
+
+  function lockWorkflows() {
+    el["workflows-table"].tBodies[0].replaceChildren();
+    el["workflows-wrap"].dataset.empty = "true";
+    el["workflows-count"].textContent = "";
+    el["workflows-empty"].hidden = false;
+    el["workflows-empty"].textContent = state.operatorToken
+      ? "The operator token was refused: enter it again to see the workflows."
+      : "Enter the operator token to see the workflows.";
+  }
+
   async function refreshOperator() {
+    const version = auth.version;
     const [health, workflows] = await Promise.allSettled([
       api("/health"),
-      api("/workflows?status=PENDING&limit=50", { operator: true }),
+      auth.workflowsLocked
+        ? Promise.resolve(null)
+        : api("/workflows?status=PENDING&limit=50", { operator: true }),
     ]);
     if (health.status === "fulfilled" && health.value.ok && health.value.data) {
-      if (conn.crashedPid !== null && health.value.data.pid !== conn.crashedPid) {
+      const back = health.value.data;
+      if (conn.crashedPid !== null && back.pid !== conn.crashedPid) {
         conn.crashedPid = null;
         serverAnswered(requestSeq);
+        const seconds = conn.crashedAt ? ((Date.now() - conn.crashedAt) / 1000).toFixed(1) : null;
+        setNotice(
+          el["operator-message"],
+          `Crashed, and back${seconds ? ` within ${seconds} s` : ""}: a new process (pid ${back.pid}, ` +
+            `restart ${back.restart_count}) resumed ${plural(back.workflows_recovered, "workflow")}.`,
+          "ok",
+        );
       }
-      renderHealth(health.value.data);
+      renderHealth(back);
     }
-    if (workflows.status === "fulfilled") {
+    if (workflows.status === "fulfilled" && workflows.value) {
       const answer = workflows.value;
       if (answer.ok && Array.isArray(answer.data)) {
         renderWorkflows(answer.data);
       } else if (answer.status === 401) {
-        el["workflows-table"].tBodies[0].replaceChildren();
-        el["workflows-wrap"].dataset.empty = "true";
-        el["workflows-empty"].hidden = false;
-        el["workflows-empty"].textContent = "Enter the operator token to see the workflows.";
+        if (version === auth.version) auth.workflowsLocked = true;
+        lockWorkflows();
       }
     }
+  }
+
+  /* ------------------------------------------------------------ live figures */
+
+  const figures = {
+    last: null,
+    lastAt: null,
+    chartWidth: 0,
+    announced: "",
+    announcedAt: 0,
+    unbalanced: 0, // consecutive readings in which the ledger did not add up
+  };
+  // /stats reads the ledger's terms with separate statements: on Postgres, under load, an order
+  // can commit between two of them and one reading is off by one. A real loss never goes away,
+  // so the red verdict waits for this many consecutive readings (a few seconds); until then the
+  // reading shows as being re-checked.
+  const LEDGER_CONFIRM_READINGS = 3;
+
+  async function refreshStats() {
+    if (auth.statsLocked) return;
+    const version = auth.version;
+    const answer = await api("/stats", { operator: true });
+    if (answer.ok && answer.data) {
+      renderStats(answer.data);
+    } else if (answer.status === 401) {
+      if (version === auth.version) auth.statsLocked = true;
+      lockFigures();
+    } else if (!AWAY_STATUSES.has(answer.status)) {
+      el["figures-empty"].hidden = false;
+      el["figures-empty"].textContent = `Could not read the live figures: ${detailOf(answer)}`;
+    }
+  }
+
+  function lockFigures() {
+    figures.last = null;
+    el.figures.hidden = true;
+    el["figures-updated"].textContent = "";
+    el["figures-empty"].hidden = false;
+    el["figures-empty"].textContent = state.operatorToken
+      ? "The operator token was refused: enter it again to see the live figures."
+      : "Enter the operator token to see the live figures.";
+  }
+
+  function renderFiguresUpdated() {
+    const node = el["figures-updated"];
+    if (!figures.lastAt) return;
+    node.textContent = conn.away
+      ? `Reconnecting… showing the figures of ${clock(figures.lastAt)}`
+      : `Updated ${clock(figures.lastAt)}`;
+  }
+
+  function renderStats(stats) {
+    figures.last = stats;
+    figures.lastAt = new Date();
+    el["figures-empty"].hidden = true;
+    el.figures.hidden = false; // before the chart: it sizes itself to the space it gets
+    renderFiguresUpdated();
+    const orders = stats.orders || {};
+    const setFigure = (id, value) => {
+      setText(el[id], count.format(value || 0));
+    };
+    setFigure("fig-pending", orders.PENDING ?? stats.waiting_for_payment);
+    setFigure("fig-paid", orders.PAID ?? stats.dispatching);
+    setFigure("fig-dispatched", orders.DISPATCHED);
+    setFigure("fig-cancelled", orders.CANCELLED);
+    renderLedger(stats.ledger, stats.oversold);
+    renderRestarts(stats.process_starts || []);
+    renderChart(stats);
+    if (stats.load) renderLoad(stats.load);
+    announceFigures(stats);
+  }
+
+  function renderLedger(ledger, oversold) {
+    setText(el["ledger-restock-level"], count.format(ledger.restock_level));
+    setText(el["ledger-inventory"], count.format(ledger.inventory));
+    setText(el["ledger-live"], count.format(ledger.live_orders));
+    setText(el["ledger-returned"], count.format(ledger.returned_from_before));
+    const balanced = ledger.unaccounted === 0;
+    figures.unbalanced = balanced ? 0 : figures.unbalanced + 1;
+    const verdict = balanced
+      ? "true"
+      : figures.unbalanced >= LEDGER_CONFIRM_READINGS
+        ? "false"
+        : "checking";
+    setText(el["ledger-equals"], balanced ? "=" : "≠");
+    setText(el.unaccounted, count.format(ledger.unaccounted));
+    el["unaccounted-row"].dataset.ok = verdict;
+    setText(el["unaccounted-note"], verdict === "checking" ? "re-checking…" : "");
+    setText(el.oversold, count.format(oversold));
+    el["oversold-row"].dataset.ok = String(oversold === 0);
+    el.ledger.dataset.ok = oversold !== 0 ? "false" : verdict;
+  }
+
+  function renderRestarts(starts) {
+    const latest = starts[0];
+    if (!latest) return;
+    setText(el["fig-restarts"], count.format(latest.restart_count));
+    setText(el["fig-recovered"], plural(latest.workflows_recovered, "workflow"));
+    el["fig-recovered"].title = "Workflows resumed by the latest process start";
+  }
+
+  /** A polite, throttled summary for screen readers: the visible figures change every second. */
+  function announceFigures(stats) {
+    const ledgerOk = el.ledger.dataset.ok;
+    const restarts = stats.process_starts && stats.process_starts[0] ? stats.process_starts[0].restart_count : 0;
+    const key = `${ledgerOk}|${restarts}`;
+    const now = Date.now();
+    if (key === figures.announced && now - figures.announcedAt < LIVE_SUMMARY_MS) return;
+    const o = stats.orders || {};
+    el["figures-live"].textContent =
+      `Live figures: ${count.format(o.PENDING || 0)} waiting for payment, ` +
+      `${count.format(o.PAID || 0)} dispatching, ${count.format(o.DISPATCHED || 0)} dispatched, ` +
+      `${count.format(o.CANCELLED || 0)} cancelled. ${plural(restarts, "restart")}. ` +
+      `Unaccounted widgets: ${stats.ledger.unaccounted}. Oversold: ${stats.oversold}.`;
+    figures.announced = key;
+    figures.announcedAt = now;
+  }
+
+  /* -------------------------------------------------------- throughput chart */
+
+  const SVG_NS = el["throughput-chart"].namespaceURI;
+
+  function svgEl(name, attributes = {}, text) {
+    const node = document.createElementNS(SVG_NS, name);
+    for (const [attribute, value] of Object.entries(attributes)) node.setAttribute(attribute, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  /** The chart's top: at least `value`, with a round half-way line (1, 2, 4, 6, 8, 10 × 10ⁿ). */
+  function niceCeil(value) {
+    const power = 10 ** Math.floor(Math.log10(value));
+    for (const step of [1, 2, 4, 6, 8, 10]) if (step * power >= value - 1e-9) return step * power;
+    return 10 * power;
+  }
+
+  const chartLabel = (value) => String(Number(value.toPrecision(3)));
+
+  /**
+   * Purchases per second over the last 5 minutes (5 s bars, as /stats buckets them), and a
+   * vertical mark at every process restart. Drawn at the box's own pixel width, so text stays
+   * crisp and readable on a phone; redrawn when the box is resized.
+   */
+  function renderChart(stats) {
+    const svg = el["throughput-chart"];
+    const box = el.throughput;
+    const width = Math.max(240, Math.round(box.clientWidth || 600));
+    const height = width < 520 ? 170 : 236;
+    figures.chartWidth = width;
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height));
+    for (const child of Array.from(svg.children)) if (child.tagName !== "desc") child.remove();
+
+    const series = (stats.throughput || []).map((bucket) => ({
+      at: parseTime(bucket.at)?.getTime() ?? 0,
+      value: Number(bucket.per_second) || 0,
+    }));
+    const end = parseTime(stats.now)?.getTime() ?? Date.now();
+    const bucketMs = series.length > 1 ? series[1].at - series[0].at : 5000;
+    const start = series.length ? series[0].at : end - 300000;
+    const span = Math.max(1, end - start);
+    const pad = { left: 38, right: 12, top: 36, bottom: 24 };
+    const plotW = width - pad.left - pad.right;
+    const plotH = height - pad.top - pad.bottom;
+    const x = (t) => pad.left + ((t - start) / span) * plotW;
+    const peak = series.reduce((max, bucket) => Math.max(max, bucket.value), 0);
+    const top = niceCeil(Math.max(peak, 1));
+    const y = (value) => pad.top + plotH - (value / top) * plotH;
+
+    // Grid and the y axis: 0, half, top.
+    const grid = svgEl("g", { class: "chart-grid" });
+    for (const value of [0, top / 2, top]) {
+      grid.append(svgEl("line", { x1: pad.left, x2: width - pad.right, y1: y(value), y2: y(value) }));
+      grid.append(
+        svgEl("text", { x: pad.left - 6, y: y(value) + 4, "text-anchor": "end" }, value === top ? `${chartLabel(value)}/s` : chartLabel(value)),
+      );
+    }
+    // The x axis: a label a minute.
+    for (const minutes of plotW < 300 ? [5, 3, 1, 0] : [5, 4, 3, 2, 1, 0]) {
+      const at = end - minutes * 60000;
+      const anchor = minutes === 5 ? "start" : minutes === 0 ? "end" : "middle";
+      grid.append(
+        svgEl("text", { x: x(at), y: height - 6, "text-anchor": anchor }, minutes === 0 ? "now" : `−${minutes} min`),
+      );
+    }
+    svg.append(grid);
+
+    // The bars: only the buckets with purchases.
+    const bars = svgEl("g", { class: "chart-bars" });
+    const barW = Math.max(1, (bucketMs / span) * plotW - (plotW > 400 ? 2 : 1));
+    let total = 0;
+    for (const bucket of series) {
+      total += bucket.value * (bucketMs / 1000);
+      if (bucket.value <= 0) continue;
+      const top_ = y(bucket.value);
+      const bar = svgEl("rect", {
+        x: x(bucket.at) + 0.5,
+        y: top_,
+        width: barW,
+        height: Math.max(1, pad.top + plotH - top_),
+        rx: Math.min(2, barW / 2),
+        "data-testid": "throughput-bar",
+        "data-value": bucket.value,
+      });
+      bar.append(
+        svgEl("title", {}, `${clock(new Date(bucket.at))}–${clock(new Date(bucket.at + bucketMs))}: ${rate(bucket.value)} purchases`),
+      );
+      bars.append(bar);
+    }
+    svg.append(bars);
+
+    // A mark at every restart in view, labelled with its number, staggered when close.
+    const marks = svgEl("g", { class: "chart-marks" });
+    const restarts = (stats.process_starts || [])
+      .filter((start_) => start_.restart_count > 0)
+      .map((start_) => ({ ...start_, t: parseTime(start_.at)?.getTime() ?? 0 }))
+      .filter((start_) => start_.t >= start && start_.t <= end)
+      .sort((a, b) => a.t - b.t);
+    let lastLabelX = -Infinity;
+    let row = 0;
+    for (const restart of restarts) {
+      const mx = x(restart.t);
+      row = mx - lastLabelX < 24 ? 1 - row : 0;
+      lastLabelX = mx;
+      const labelY = row ? 11 : 25;
+      const mark = svgEl("g", {
+        class: "chart-mark",
+        "data-testid": "restart-mark",
+        "data-restart-count": restart.restart_count,
+      });
+      mark.append(
+        svgEl("title", {}, `Restart ${restart.restart_count} at ${clock(new Date(restart.t))}: ${plural(restart.workflows_recovered, "workflow")} recovered`),
+        svgEl("line", { x1: mx, x2: mx, y1: labelY + 5, y2: pad.top + plotH }),
+        svgEl("rect", { x: mx - 11, y: labelY - 9, width: 22, height: 14, rx: 7 }),
+        svgEl("text", { x: mx, y: labelY + 2, "text-anchor": "middle" }, `#${restart.restart_count}`),
+      );
+      marks.append(mark);
+    }
+    svg.append(marks);
+
+    const last30 = series.slice(-6);
+    const recent = last30.length ? last30.reduce((sum, b) => sum + b.value, 0) / last30.length : 0;
+    setText(el["throughput-now"], rate(recent));
+    setText(el["throughput-peak"], rate(peak));
+    setText(el["throughput-total"], count.format(Math.round(total)));
+    const marked = restarts.length
+      ? ` Restarts marked at ${restarts.map((r) => `${clock(new Date(r.t))} (restart ${r.restart_count}, ${plural(r.workflows_recovered, "workflow")} recovered)`).join(", ")}.`
+      : " No restart in this window.";
+    svg.querySelector("desc").textContent =
+      `Bar chart of purchases per second in 5-second buckets over the last 5 minutes: ` +
+      `${rate(recent)} over the last 30 seconds, peak ${rate(peak)}, ${plural(Math.round(total), "purchase")} in all.${marked}`;
+  }
+
+  function onChartResize() {
+    if (!figures.last || el.figures.hidden) return;
+    const width = Math.round(el.throughput.clientWidth);
+    if (width && Math.abs(width - figures.chartWidth) > 1) renderChart(figures.last);
+  }
+
+  /* ------------------------------------------------------- built-in shoppers */
+
+  const LOAD_FIELDS = [
+    ["shoppers", "load-shoppers", 1, 64, "Shoppers"],
+    ["pay_weight", "load-pay", 0, 100, "Pay"],
+    ["decline_weight", "load-decline", 0, 100, "Decline"],
+    ["abandon_weight", "load-abandon", 0, 100, "Abandon"],
+  ];
+  const loadUi = { touched: false, known: false };
+
+  function readLoadForm() {
+    const body = {};
+    for (const [name, id, min, max, label] of LOAD_FIELDS) {
+      const input = el[id];
+      const raw = input.value.trim();
+      const value = Number(raw);
+      const valid = raw !== "" && Number.isInteger(value) && value >= min && value <= max;
+      if (valid) input.removeAttribute("aria-invalid");
+      else input.setAttribute("aria-invalid", "true");
+      if (!valid) return { error: `${label}: enter a whole number from ${min} to ${max}.`, input };
+      body[name] = value;
+    }
+    return { body };
+  }
+
+  function renderMix() {
+    const weight = (id) => {
+      const value = Number(el[id].value);
+      return Number.isFinite(value) && value > 0 ? value : 0;
+    };
+    const parts = [
+      ["pay", weight("load-pay")],
+      ["decline", weight("load-decline")],
+      ["abandon", weight("load-abandon")],
+    ];
+    const total = parts.reduce((sum, [, value]) => sum + value, 0);
+    const bar = el["load-mix-bar"];
+    for (const [name, value] of parts) {
+      bar.querySelector(`.mix-${name}`).style.flexGrow = String(total ? value : name === "pay" ? 1 : 0);
+    }
+    el["load-mix"].textContent = total
+      ? parts
+          .filter(([, value]) => value > 0)
+          .map(([name, value]) => `${Math.round((value / total) * 100)}% ${name}`)
+          .join(" · ") + (weight("load-abandon") ? " (an abandoned checkout times out)" : "")
+      : "No weights: every shopper pays.";
+  }
+
+  function renderLoad(load) {
+    loadUi.known = true;
+    const node = el["load-state"];
+    node.dataset.running = String(Boolean(load.running));
+    node.querySelector(".load-state-text").textContent = load.running
+      ? `Running · ${plural(load.shoppers, "shopper")} · generation ${load.generation}`
+      : "Stopped";
+    el["load-start"].textContent = load.running ? "Apply to the shoppers" : "Start shoppers";
+    if (!el["load-stop"].hasAttribute("aria-busy")) el["load-stop"].disabled = !load.running;
+    // Show what is running, unless the operator is editing the form.
+    if (load.running && !loadUi.touched) {
+      el["load-shoppers"].value = String(load.shoppers);
+      el["load-pay"].value = String(load.pay_weight);
+      el["load-decline"].value = String(load.decline_weight);
+      el["load-abandon"].value = String(load.abandon_weight);
+      renderMix();
+    }
+  }
+
+  async function postLoad(path, body, button, done) {
+    const message = el["load-message"];
+    button.disabled = true;
+    setBusy(button, true);
+    let answer = null;
+    try {
+      answer = await api(path, { method: "POST", body });
+    } catch {
+      setNotice(message, "The store is restarting: try again in a moment.", "warn");
+    } finally {
+      setBusy(button, false);
+      button.disabled = false;
+    }
+    if (!answer) return;
+    if (answer.ok && answer.data) {
+      loadUi.touched = false;
+      renderLoad(answer.data);
+      setNotice(message, done(answer.data), "ok");
+      statsPoller.now();
+    } else if (answer.status === 404) {
+      setNotice(message, "The built-in shoppers are off: this store runs in production mode.", "error");
+    } else {
+      setNotice(message, `The store refused: ${detailOf(answer)}`, "error");
+    }
+  }
+
+  function onLoadStart(event) {
+    event.preventDefault();
+    const { body, error, input } = readLoadForm();
+    if (error) {
+      setNotice(el["load-message"], error, "error");
+      input.focus();
+      return;
+    }
+    postLoad("/load", body, el["load-start"], (load) =>
+      `Started ${plural(load.shoppers, "shopper")} (generation ${load.generation}). They buy through the same doors as a person.`,
+    );
+  }
+
+  function onLoadStop() {
+    postLoad("/load/stop", undefined, el["load-stop"], () =>
+      "Stopping: each shopper finishes its current purchase, then leaves.",
+    );
+  }
+
+  /* ------------------------------------------------------- workflow detail */
+
+  const detail = { id: null, opener: null, token: 0 };
+
+  const STEP_HINTS = {
+    place_order: "order created and its widget reserved, in one transaction",
+    mark_paid: "order marked paid",
+    release_order: "order cancelled and its widget put back",
+    tick_dispatch: "one dispatch step; the output is the steps left",
+    "DBOS.setEvent": "published an event (payment id or outcome)",
+    "DBOS.recv": "waited for the payment, or the shopper's cancel",
+    "DBOS.sleep": "the payment deadline, set durably",
+    dispatch: "started the dispatch workflow",
+    plan_purchase: "a built-in shopper chose what to do",
+    buy: "a built-in shopper pressed Buy Now",
+    settle: "a built-in shopper paid or declined",
+    restock: "a built-in shopper restocked",
+  };
+
+  function formatOutput(value) {
+    if (typeof value === "number" && value > 1e9 && value < 1e10) {
+      // Epoch seconds (mark_paid's moment of payment, the payment deadline): say when.
+      return `${value} (${clockMs(new Date(value * 1000))})`;
+    }
+    const text = JSON.stringify(value);
+    return text === undefined ? String(value) : text;
+  }
+
+  function renderSteps(steps) {
+    const list = el["detail-steps"];
+    const items = steps.map((step) => {
+      const item = document.createElement("li");
+      item.className = "step";
+      item.dataset.testid = "workflow-step";
+      item.dataset.stepName = step.name;
+      item.dataset.state = step.error ? "error" : step.completed_at ? "done" : "running";
+
+      const number = document.createElement("span");
+      number.className = "step-id";
+      number.textContent = String(step.step_id);
+      number.setAttribute("aria-label", `Step ${step.step_id}`);
+
+      const bodyNode = document.createElement("div");
+      bodyNode.className = "step-body";
+      const head = document.createElement("p");
+      head.className = "step-head";
+      const name = document.createElement("span");
+      name.className = "step-name";
+      name.dataset.testid = "step-name";
+      name.textContent = step.name;
+      const started = parseTime(step.started_at);
+      const completed = parseTime(step.completed_at);
+      const took = document.createElement("span");
+      took.className = "step-duration";
+      took.dataset.testid = "step-duration";
+      took.textContent =
+        started && completed ? duration(completed - started) : started ? "running…" : "";
+      head.append(name, took);
+      bodyNode.append(head);
+
+      if (STEP_HINTS[step.name]) {
+        const hint = document.createElement("p");
+        hint.className = "step-hint";
+        hint.textContent = STEP_HINTS[step.name];
+        bodyNode.append(hint);
+      }
+      if (step.error || step.output != null) {
+        const result = document.createElement("p");
+        result.className = step.error ? "step-error" : "step-output";
+        result.dataset.testid = step.error ? "step-error" : "step-output";
+        const label = document.createElement("span");
+        label.className = "step-label";
+        label.textContent = step.error ? "error" : "output";
+        const code = document.createElement("code");
+        const text = step.error ? step.error : formatOutput(step.output);
+        code.textContent = text.length > 160 ? `${text.slice(0, 159)}…` : text;
+        code.title = text;
+        result.append(label, code);
+        bodyNode.append(result);
+      }
+
+      if (step.child_workflow_id) {
+        const child = document.createElement("p");
+        child.className = "step-child";
+        const label_ = document.createElement("span");
+        label_.className = "step-label";
+        label_.textContent = "child";
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "btn-link";
+        open.dataset.testid = "step-child";
+        open.textContent = step.child_workflow_id;
+        open.setAttribute("aria-label", `Show the steps of child workflow ${step.child_workflow_id}`);
+        open.addEventListener("click", () => openDetail(step.child_workflow_id, detail.opener));
+        child.append(label_, open);
+        bodyNode.append(child);
+      }
+
+      const times = document.createElement("p");
+      times.className = "step-times";
+      times.textContent = started
+        ? `${clockMs(started)} → ${completed ? clockMs(completed) : "…"}`
+        : "not started";
+      bodyNode.append(times);
+
+      item.append(number, bodyNode);
+      return item;
+    });
+    list.replaceChildren(...items);
+  }
+
+  function detailSummary(id) {
+    const wf = workflowInfo.get(id);
+    if (!wf) return "";
+    const parts = [`${wf.name} workflow`, wf.status];
+    if (wf.recovery_attempts != null) parts.push(`recovery attempts ${wf.recovery_attempts}`);
+    if (wf.executor_id) parts.push(`executor ${wf.executor_id}`);
+    return parts.join(" · ");
+  }
+
+  function openDetail(id, opener) {
+    const dialog = el["workflow-detail"];
+    detail.id = id;
+    detail.opener = opener || null;
+    el["detail-workflow-id"].textContent = id;
+    el["detail-summary"].textContent = detailSummary(id);
+    el["detail-updated"].textContent = "";
+    el["detail-steps"].replaceChildren();
+    setNotice(el["detail-message"], "Loading the steps…");
+    if (!dialog.open) dialog.showModal();
+    refreshDetail();
+  }
+
+  async function refreshDetail() {
+    const id = detail.id;
+    if (!id) return;
+    const token = ++detail.token;
+    const button = el["detail-refresh"];
+    setBusy(button, true);
+    let answer = null;
+    try {
+      answer = await api(`/workflows/${encodeURIComponent(id)}/steps`, { operator: true });
+    } catch {
+      answer = null;
+    }
+    if (token !== detail.token) return;
+    setBusy(button, false);
+    const message = el["detail-message"];
+    if (answer && answer.ok && Array.isArray(answer.data)) {
+      renderSteps(answer.data);
+      const summary = detailSummary(id);
+      if (summary) el["detail-summary"].textContent = summary;
+      setNotice(message, answer.data.length ? "" : "No step recorded yet.");
+      el["detail-updated"].textContent = `${plural(answer.data.length, "step")} · updated ${clock(new Date())}`;
+    } else if (!answer || AWAY_STATUSES.has(answer.status)) {
+      setNotice(message, "The store is restarting: refresh in a moment.", "warn");
+    } else if (answer.status === 404) {
+      setNotice(message, `There is no workflow ${id}.`, "error");
+    } else if (answer.status === 401) {
+      setNotice(message, "Seeing the steps needs the operator token.", "error");
+    } else {
+      setNotice(message, `Could not read the steps: ${detailOf(answer)}`, "error");
+    }
+  }
+
+  function onDetailClosed() {
+    detail.token++;
+    const opener = detail.opener;
+    detail.id = null;
+    detail.opener = null;
+    // Back where the operator was: the row's button if the row is still there.
+    if (opener && opener.isConnected) opener.focus();
+    else el["workflows-wrap"].focus();
   }
 
   async function onCrash() {
@@ -860,6 +1678,7 @@
       });
       if (answer.status === 202) {
         conn.crashedPid = state.health ? state.health.pid : -1;
+        conn.crashedAt = Date.now();
         serverAway();
         crashed();
         pollers.forEach((poller) => poller.now());
@@ -877,10 +1696,13 @@
 
   /* ------------------------------------------------------------------ wiring */
 
+  const operatorPoller = poller(refreshOperator, OPERATOR_POLL_MS);
+  const statsPoller = poller(refreshStats, STATS_POLL_MS);
   const pollers = [
     poller(refreshProduct, PRODUCT_POLL_MS),
     poller(refreshRecent, RECENT_POLL_MS),
-    poller(refreshOperator, OPERATOR_POLL_MS),
+    operatorPoller,
+    statsPoller,
   ];
 
   function wire() {
@@ -892,6 +1714,22 @@
     el.crash.addEventListener("click", onCrash);
     el.pay.addEventListener("click", () => settle("paid"));
     el.decline.addEventListener("click", () => settle("failed"));
+    el["cancel-order"].addEventListener("click", cancelFromPay);
+    el["pay-see-order"].addEventListener("click", () => {
+      const checkout = state.checkout;
+      if (checkout && Number.isInteger(checkout.pendingOrder)) {
+        go("order", { id: checkout.pendingOrder, key: checkout.key });
+      }
+    });
+    el["order-cancel"].addEventListener("click", cancelFromOrder);
+    el["order-pay"].addEventListener("click", () => {
+      const current = state.currentOrder;
+      const checkout = current && ownOpenCheckout(current.order_id);
+      if (!checkout || !checkout.payment) return;
+      // Not settled yet: the checkout's place is the payment page again.
+      adoptCheckout(checkout.key, { order: undefined, pendingOrder: current.order_id });
+      go("pay", { key: checkout.key, payment: checkout.payment });
+    });
     el["start-over"].addEventListener("click", () => {
       if (state.checkout && state.checkout.ended) saveCheckout(null);
       go("store");
@@ -905,8 +1743,37 @@
       event.preventDefault();
       state.operatorToken = el["operator-token"].value.trim();
       writeStorage(window.sessionStorage, TOKEN_STORAGE, state.operatorToken || null);
-      pollers[2].now();
+      auth.version += 1;
+      auth.statsLocked = false;
+      auth.workflowsLocked = false;
+      el["figures-empty"].textContent = "Loading the live figures…";
+      operatorPoller.now();
+      statsPoller.now();
     });
+    el["load-form"].addEventListener("submit", onLoadStart);
+    el["load-form"].addEventListener("input", () => {
+      loadUi.touched = true;
+      renderMix();
+    });
+    el["load-stop"].addEventListener("click", onLoadStop);
+    // A row of the workflows table (or Enter on its button) opens that workflow's steps.
+    el["workflows-table"].tBodies[0].addEventListener("click", (event) => {
+      const row = event.target.closest("tr[data-workflow-id]");
+      if (row) openDetail(row.dataset.workflowId, row.querySelector("button"));
+    });
+    const dialog = el["workflow-detail"];
+    el["detail-close"].addEventListener("click", () => dialog.close());
+    el["detail-refresh"].addEventListener("click", refreshDetail);
+    dialog.addEventListener("close", onDetailClosed);
+    // A click on the backdrop (the dialog itself, outside its content) closes it too.
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+    if (typeof ResizeObserver === "function") {
+      new ResizeObserver(onChartResize).observe(el.throughput);
+    } else {
+      window.addEventListener("resize", onChartResize);
+    }
     const skip = document.querySelector(".skip-link");
     skip.addEventListener("click", (event) => {
       event.preventDefault();
@@ -924,6 +1791,7 @@
     state.checkout = loadCheckout();
     state.operatorToken = readStorage(window.sessionStorage, TOKEN_STORAGE) || "";
     el["operator-token"].value = state.operatorToken;
+    renderMix();
     wire();
     route();
     pollers.forEach((p) => p.start());

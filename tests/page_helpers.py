@@ -1,10 +1,12 @@
-"""What the browser tests share: launching Debian's Chromium, watching a page for stray requests
-and console errors, reading the page's URL state, and saving screenshots."""
+"""What the browser tests share: launching Debian's Chromium, a shop (a fresh browser context on
+one server), watching a page for stray requests and console errors, reading the page's URL
+state, and saving screenshots."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +15,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from widget_store.testing import StoreServer
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # launch_browser() skips (or, where a browser is required, fails)
+    pass
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from playwright.sync_api import ConsoleMessage, Locator, Page, Request
+    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,6 +48,8 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+
+PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # What Chromium logs for a request the dying server never answered, or answered 503 while it
 # came back: the only console errors the crash test tolerates, and only from the store itself.
@@ -174,3 +185,106 @@ document.addEventListener("DOMContentLoaded", () => {
     bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
 });
 """
+
+
+def launch_browser() -> Iterator[Browser]:
+    """Debian's Chromium through Playwright, for a module-scoped `browser` fixture."""
+    require_chromium()
+    expect.set_options(timeout=10_000)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Shop:
+    """A fresh browser context (so fresh localStorage) on one server, and what it saw."""
+
+    def __init__(self, browser: Browser, server: StoreServer, backend: str, viewport: Any) -> None:
+        self.server = server
+        self.backend = backend
+        self.context = browser.new_context(viewport=viewport)
+        self.context.add_init_script(RECORD_PROGRESS)
+        self.page: Page = self.context.new_page()
+        self.watch = PageWatch(server.base_url).attach(self.page)
+
+    def by(self, test_id: str) -> Locator:
+        return self.page.get_by_test_id(test_id)
+
+    def open(self, path: str = "/") -> Shop:
+        self.page.goto(self.server.base_url + path)
+        try:
+            expect(self.by("server-pill")).to_have_attribute("data-state", "online", timeout=30_000)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nconsole errors: {self.watch.console_errors}"
+                f"\n--- server log ---\n{self.server.log_text()[-3000:]}"
+            ) from None
+        return self
+
+    def shot(self, name: str, *, full_page: bool = True) -> None:
+        screenshot(self.page, self.backend, name, full_page=full_page)
+
+    def orders_for_key(self, key: str) -> list[tuple[int, int]]:
+        rows = self.server.database.execute(
+            "SELECT order_id, order_status FROM orders WHERE checkout_id = :id",
+            id=f"checkout:{key}",
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def inventory(self) -> int:
+        return int(self.server.database.execute("SELECT inventory FROM products")[0][0])
+
+    def close(self) -> None:
+        self.context.close()
+
+
+ShopFactory = Callable[..., Shop]
+
+
+def shop_contexts(browser: Browser, backend: str) -> Iterator[ShopFactory]:
+    """For a `shop_factory` fixture: shops made on demand, all closed at the end."""
+    shops: list[Shop] = []
+
+    def make(server: StoreServer, viewport: Any = DESKTOP) -> Shop:
+        shop = Shop(browser, server, backend, viewport)
+        shops.append(shop)
+        return shop
+
+    yield make
+    for shop in shops:
+        shop.close()
+
+
+def buy(shop: Shop) -> tuple[str, str]:
+    """Click Buy Now and land on the payment page: the checkout's key and payment id."""
+    shop.by("buy").click()
+    return on_payment_page(shop)
+
+
+def on_payment_page(shop: Shop) -> tuple[str, str]:
+    expect(shop.by("view-pay")).to_be_visible()
+    expect(shop.by("payment-id")).to_have_text(PAYMENT_ID)
+    view, params = hash_params(shop.page.url)
+    assert view == "pay", f"not on the payment page: {shop.page.url}"
+    assert params["payment"] == shop.by("payment-id").text_content()
+    return params["key"], params["payment"]
+
+
+def element_shot(shop: Shop, target: Locator, name: str) -> Path:
+    """One element as <backend>-<name>.png, cut from a full-page capture, so that the sticky top
+    bar, which covers whatever scrolls under it, is not drawn over a tall element."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{shop.backend}-{name}.png"
+    shop.page.evaluate("window.scrollTo(0, 0)")
+    box = target.evaluate(
+        "node => { const r = node.getBoundingClientRect();"
+        " return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; }"
+    )
+    shop.page.screenshot(path=str(path), full_page=True, clip=box, animations="disabled")
+    return path
+
+
+def no_sideways_scroll(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert width <= 0, f"the page is {width}px wider than the window"

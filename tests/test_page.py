@@ -8,122 +8,45 @@ failed requests Chromium logs for a dead server).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from widget_store.testing import StoreServer
-
 try:
-    from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+    from playwright.sync_api import Browser, Route, expect
 except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
     pass
 
 from .conftest import MakeServer
 from .page_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DESKTOP,
     HTML_DIR,
+    PAYMENT_ID,
     PHONE,
-    RECORD_PROGRESS,
-    PageWatch,
+    Shop,
+    ShopFactory,
+    buy,
+    element_shot,
     hash_params,
     http_error,
-    require_chromium,
-    screenshot,
+    launch_browser,
+    on_payment_page,
+    shop_contexts,
 )
 
 pytestmark = pytest.mark.browser
 
-PAYMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Long enough to watch the progress bar move at the page's 500 ms poll.
 SLOW_TICK = {"WIDGET_STORE_DISPATCH_TICK_S": "0.4"}
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    require_chromium()
-    expect.set_options(timeout=10_000)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class Shop:
-    """A fresh browser context (so fresh localStorage) on one server, and what it saw."""
-
-    def __init__(self, browser: Browser, server: StoreServer, backend: str, viewport: Any) -> None:
-        self.server = server
-        self.backend = backend
-        self.context = browser.new_context(viewport=viewport)
-        self.context.add_init_script(RECORD_PROGRESS)
-        self.page: Page = self.context.new_page()
-        self.watch = PageWatch(server.base_url).attach(self.page)
-
-    def by(self, test_id: str) -> Locator:
-        return self.page.get_by_test_id(test_id)
-
-    def open(self, path: str = "/") -> Shop:
-        self.page.goto(self.server.base_url + path)
-        try:
-            expect(self.by("server-pill")).to_have_attribute("data-state", "online", timeout=30_000)
-        except AssertionError as exc:
-            raise AssertionError(
-                f"{exc}\nconsole errors: {self.watch.console_errors}"
-                f"\n--- server log ---\n{self.server.log_text()[-3000:]}"
-            ) from None
-        return self
-
-    def shot(self, name: str, *, full_page: bool = True) -> None:
-        screenshot(self.page, self.backend, name, full_page=full_page)
-
-    def orders_for_key(self, key: str) -> list[tuple[int, int]]:
-        rows = self.server.database.execute(
-            "SELECT order_id, order_status FROM orders WHERE checkout_id = :id",
-            id=f"checkout:{key}",
-        )
-        return [(row[0], row[1]) for row in rows]
-
-    def inventory(self) -> int:
-        return int(self.server.database.execute("SELECT inventory FROM products")[0][0])
-
-    def close(self) -> None:
-        self.context.close()
-
-
-ShopFactory = Callable[..., "Shop"]
+    yield from launch_browser()
 
 
 @pytest.fixture
 def shop_factory(browser: Browser, backend: str) -> Iterator[ShopFactory]:
-    shops: list[Shop] = []
-
-    def make(server: StoreServer, viewport: Any = DESKTOP) -> Shop:
-        shop = Shop(browser, server, backend, viewport)
-        shops.append(shop)
-        return shop
-
-    yield make
-    for shop in shops:
-        shop.close()
-
-
-def buy(shop: Shop) -> tuple[str, str]:
-    """Click Buy Now and land on the payment page: the checkout's key and payment id."""
-    shop.by("buy").click()
-    return on_payment_page(shop)
-
-
-def on_payment_page(shop: Shop) -> tuple[str, str]:
-    expect(shop.by("view-pay")).to_be_visible()
-    expect(shop.by("payment-id")).to_have_text(PAYMENT_ID)
-    view, params = hash_params(shop.page.url)
-    assert view == "pay"
-    assert params["payment"] == shop.by("payment-id").text_content()
-    return params["key"], params["payment"]
+    yield from shop_contexts(browser, backend)
 
 
 def progress_seen(shop: Shop) -> list[tuple[str, int]]:
@@ -241,8 +164,7 @@ def test_crash_mid_dispatch_shows_banner_and_order_still_dispatches(
     expect(row).to_contain_text("PENDING")
     health = server.health()
     expect(shop.by("restart-count")).to_have_text(str(health["restart_count"]))
-    panel.scroll_into_view_if_needed()
-    screenshot(panel, shop.backend, "operator-panel")
+    element_shot(shop, panel, "operator-panel")
 
     with shop.watch.server_away():
         shop.by("crash").click()

@@ -163,34 +163,35 @@ async def stock_ledger(*, session: AsyncSession) -> dict[str, int]:
 
     restock level == inventory + live orders that reserved since the restock
                      - widgets returned since the restock that were reserved before it
+
+    One statement, so it reads one snapshot: read in three, an order committing in between
+    would make the equation look off by one for an instant.
     """
-    epoch, stock = (
+    epoch = products.c.restock_epoch
+    live = (
+        select(func.count())
+        .where(orders.c.reserved_epoch == epoch, orders.c.order_status.in_(LIVE))
+        .scalar_subquery()
+    )
+    returned_from_before = (
+        select(func.count())
+        .where(orders.c.returned_epoch == epoch, orders.c.reserved_epoch < epoch)
+        .scalar_subquery()
+    )
+    row = (
         await session.execute(
-            select(products.c.restock_epoch, products.c.inventory).where(
+            select(products.c.inventory, live, returned_from_before).where(
                 products.c.product_id == WIDGET_ID
             )
         )
     ).one()
-    live = (
-        await session.execute(
-            select(func.count()).where(
-                orders.c.reserved_epoch == epoch, orders.c.order_status.in_(LIVE)
-            )
-        )
-    ).scalar_one()
-    returned_from_before = (
-        await session.execute(
-            select(func.count()).where(
-                orders.c.returned_epoch == epoch, orders.c.reserved_epoch < epoch
-            )
-        )
-    ).scalar_one()
+    stock, live_orders, returned = (int(value) for value in row)
     return {
         "restock_level": RESTOCK_LEVEL,
         "inventory": stock,
-        "live_orders": live,
-        "returned_from_before": returned_from_before,
-        "unaccounted": RESTOCK_LEVEL - (stock + live - returned_from_before),
+        "live_orders": live_orders,
+        "returned_from_before": returned,
+        "unaccounted": RESTOCK_LEVEL - (stock + live_orders - returned),
     }
 
 
