@@ -7,8 +7,8 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
 
 - The listening socket is opened once, here, and inherited by each child, so connections that
   arrive while a child restarts wait in the kernel's backlog instead of being refused.
-- A child that dies soon after it started counts towards a crash loop, which backs off
-  exponentially; a child that ran for a while resets it.
+- A child that dies within 2 s of starting counts towards a crash loop, which backs off
+  exponentially; a child that served for longer resets it.
 - SIGTERM or SIGINT stops the child gracefully and nothing is restarted; if the supervisor
   itself is killed, the kernel ends the child too (PR_SET_PDEATHSIG), so no orphan is left.
 """
@@ -37,7 +37,7 @@ PR_SET_PDEATHSIG = 1
 class Backoff:
     """Delay before the next start: none at first, doubling while the child keeps dying young."""
 
-    healthy_after_s: float = 10.0
+    healthy_after_s: float = 2.0
     free_restarts: int = 3
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
