@@ -77,7 +77,7 @@ def main() -> None:
                 serving.append(s)
                 resumed.append(r)
                 print(f"round {n + 1:2}: serving again {s:5.2f} s, next step {r:5.2f} s")
-                time.sleep(10.5)  # past the supervisor's healthy-run threshold: no backoff
+                time.sleep(3)  # past the supervisor's 2 s crash-loop threshold: no backoff
     finally:
         server.stop()
         database.drop()
