@@ -502,48 +502,57 @@
     go("checkout", { key });
   }
 
+  /**
+   * POST `path` until the store answers below 500. Network errors and 5xx (restarting, still
+   * starting) are sent again, unchanged: checkout keys, cancels and payment deliveries are all
+   * idempotent. Shows `waiting` meanwhile. Resolves with the answer, or null if the shopper
+   * moved to another view first.
+   */
+  async function postUntilAnswered(path, { token, message, waiting, timeoutMs }) {
+    let delay = 500;
+    while (token === state.routeToken) {
+      let answer = null;
+      try {
+        answer = await api(path, { method: "POST", timeoutMs });
+      } catch {
+        answer = null;
+      }
+      if (token !== state.routeToken) return null;
+      if (answer && answer.status < 500) return answer;
+      setNotice(message, waiting, "warn");
+      await sleep(delay);
+      delay = Math.min(delay * 1.5, 2000);
+    }
+    return null;
+  }
+
   /** POST /checkout/{key} until it answers: network errors and 503s retry with the same key. */
   async function runCheckout(key, token) {
     const message = el["store-message"];
     setNotice(message, "Reserving your widget…");
-    let delay = 500;
-    while (token === state.routeToken) {
-      let answer;
-      try {
-        answer = await api(`/checkout/${encodeURIComponent(key)}`, { method: "POST", timeoutMs: 45000 });
-      } catch {
-        answer = null;
-      }
-      if (token !== state.routeToken) return;
-      if (answer && answer.status === 200) {
-        const payment = answer.text.trim();
-        adoptCheckout(key, { payment });
-        setNotice(message, "");
-        state.freshPayment = payment;
-        go("pay", { key, payment }, { replace: true });
-        return;
-      }
-      if (answer && answer.status === 404) {
-        saveCheckout(null);
-        go("store", {}, { replace: true });
-        setNotice(message, `Sold out: ${detailOf(answer)}`, "warn");
-        refreshProduct().catch(() => {});
-        return;
-      }
-      if (answer && answer.status < 500) {
-        saveCheckout(null);
-        go("store", {}, { replace: true });
-        setNotice(message, `The store refused this checkout: ${detailOf(answer)}`, "error");
-        return;
-      }
-      // A network error, a 503 (still starting) or any other 5xx: same key, again, shortly.
-      setNotice(
-        message,
+    const answer = await postUntilAnswered(`/checkout/${encodeURIComponent(key)}`, {
+      token,
+      message,
+      waiting:
         "The store is restarting. Your checkout continues with the same key as soon as it is back…",
-        "warn",
-      );
-      await sleep(delay);
-      delay = Math.min(delay * 1.5, 2000);
+      timeoutMs: 45000,
+    });
+    if (!answer) return;
+    if (answer.status === 200) {
+      const payment = answer.text.trim();
+      adoptCheckout(key, { payment });
+      setNotice(message, "");
+      state.freshPayment = payment;
+      go("pay", { key, payment }, { replace: true });
+      return;
+    }
+    saveCheckout(null);
+    go("store", {}, { replace: true });
+    if (answer.status === 404) {
+      setNotice(message, `Sold out: ${detailOf(answer)}`, "warn");
+      refreshProduct().catch(() => {});
+    } else {
+      setNotice(message, `The store refused this checkout: ${detailOf(answer)}`, "error");
     }
   }
 
@@ -623,29 +632,14 @@
    * so retrying after a crash is safe. Resolves with the answer, or null if the view changed.
    */
   async function postCancel(key, token, message) {
-    let delay = 500;
-    while (token === state.routeToken) {
-      let answer;
-      try {
-        answer = await api(`/checkout/${encodeURIComponent(key)}/cancel`, {
-          method: "POST",
-          timeoutMs: 70000,
-        });
-      } catch {
-        answer = null;
-      }
-      if (token !== state.routeToken) return null;
-      if (answer && answer.status < 500) return answer;
-      setNotice(
-        message,
-        "The store is restarting. Your cancellation will be sent as soon as it is back…",
-        "warn",
-      );
-      await sleep(delay);
-      delay = Math.min(delay * 1.5, 2000);
-    }
-    return null;
+    return postUntilAnswered(`/checkout/${encodeURIComponent(key)}/cancel`, {
+      token,
+      message,
+      waiting: "The store is restarting. Your cancellation will be sent as soon as it is back…",
+      timeoutMs: 70000,
+    });
   }
+
 
   /** The payment page's "Cancel order": the checkout ends CANCELLED and the widget goes back. */
   async function cancelFromPay() {
@@ -698,48 +692,35 @@
     el["cancel-order"].disabled = true;
     setBusy(button, true);
     setNotice(message, status === "paid" ? "Processing your payment…" : "Declining the payment…");
-    let delay = 500;
-    while (token === state.routeToken) {
-      let answer;
-      try {
-        answer = await api(`/sandbox/payments/${encodeURIComponent(payment)}/${status}`, {
-          method: "POST",
-          timeoutMs: 70000,
-        });
-      } catch {
-        answer = null;
-      }
-      if (token !== state.routeToken) return;
-      if (answer && answer.status === 200) {
-        const order = Number.parseInt(answer.text.trim(), 10);
-        adoptCheckout(key, { order });
-        go("order", { id: order, key }, { replace: true });
-        return;
-      }
-      if (answer && answer.status < 500) {
-        setBusy(button, false);
-        if (answer.status === 409 || answer.status === 404) {
-          adoptCheckout(key, { ended: true });
-          const reason =
-            answer.status === 409 ? "This checkout already ended" : "The store does not know this payment";
-          setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
-          renderPayEnded(state.checkout);
-          if (answer.status === 409) lookUpCheckout(key, token);
-        } else {
-          el.pay.disabled = false;
-          el.decline.disabled = false;
-          el["cancel-order"].disabled = false;
-          setNotice(message, `The payment did not go through: ${detailOf(answer)}`, "error");
-        }
-        return;
-      }
-      setNotice(
+    const answer = await postUntilAnswered(
+      `/sandbox/payments/${encodeURIComponent(payment)}/${status}`,
+      {
+        token,
         message,
-        "The store is restarting. Your payment will be delivered as soon as it is back…",
-        "warn",
-      );
-      await sleep(delay);
-      delay = Math.min(delay * 1.5, 2000);
+        waiting: "The store is restarting. Your payment will be delivered as soon as it is back…",
+        timeoutMs: 70000,
+      },
+    );
+    if (!answer) return;
+    if (answer.status === 200) {
+      const order = Number.parseInt(answer.text.trim(), 10);
+      adoptCheckout(key, { order });
+      go("order", { id: order, key }, { replace: true });
+      return;
+    }
+    setBusy(button, false);
+    if (answer.status === 409 || answer.status === 404) {
+      adoptCheckout(key, { ended: true });
+      const reason =
+        answer.status === 409 ? "This checkout already ended" : "The store does not know this payment";
+      setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
+      renderPayEnded(state.checkout);
+      if (answer.status === 409) lookUpCheckout(key, token);
+    } else {
+      el.pay.disabled = false;
+      el.decline.disabled = false;
+      el["cancel-order"].disabled = false;
+      setNotice(message, `The payment did not go through: ${detailOf(answer)}`, "error");
     }
   }
 
