@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from .supervisor import supervise
 
-    sys.exit(supervise(getattr(args, "host", "127.0.0.1"), getattr(args, "port", 8000)))
+    sys.exit(
+        supervise(
+            getattr(args, "host", "127.0.0.1"),
+            getattr(args, "port", 8000),
+            crash_loop_window_s=settings.crash_loop_window_s,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     executor_id: str = "local"
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
+    # A serving process that dies sooner than this after its start counts towards a crash
+    # loop, which the supervisor backs off from; one that lived longer restarts at once.
+    crash_loop_window_s: float = Field(default=2.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # DBOS's OpenTelemetry export of traces and logs; off unless an OTLP endpoint is given.

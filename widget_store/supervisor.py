@@ -37,7 +37,7 @@ PR_SET_PDEATHSIG = 1
 class Backoff:
     """Delay before the next start: none at first, doubling while the child keeps dying young."""
 
-    healthy_after_s: float = 2.0
+    healthy_after_s: float = 2.0  # Settings.crash_loop_window_s
     free_restarts: int = 3
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
@@ -71,10 +71,10 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, sock: socket.socket, *, grace_s: float = 30.0) -> None:
+    def __init__(self, sock: socket.socket, backoff: Backoff, *, grace_s: float = 30.0) -> None:
         self.sock = sock
         self.grace_s = grace_s
-        self.backoff = Backoff()
+        self.backoff = backoff
         self.stopping = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
 
@@ -143,10 +143,10 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(host: str, port: int) -> int:
+def supervise(host: str, port: int, *, crash_loop_window_s: float) -> int:
     sock = listen(host, port)
     log.info("Widget Store listening on http://%s:%d", host, port)
     try:
-        return Supervisor(sock).run()
+        return Supervisor(sock, Backoff(healthy_after_s=crash_loop_window_s)).run()
     finally:
         sock.close()
