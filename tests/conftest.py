@@ -11,10 +11,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from widget_store.testing import POSTGRES_URL_ENV, Database, StoreServer, temp_dir
+
+from .page_helpers import ShopFactory, launch_browser, shop_contexts
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 BACKENDS = ["sqlite", "postgres"]
 # Most tests tick dispatch five times a second; the contract's 1 s tick is covered once.
@@ -74,3 +80,15 @@ def shared_server(request: pytest.FixtureRequest) -> Iterator[StoreServer]:
     make, servers = _make_servers(str(request.param), temp_dir())
     yield make()
     _close(servers)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Debian Chromium per browser-test module (it skips where there is none)."""
+    yield from launch_browser()
+
+
+@pytest.fixture
+def shop_factory(browser: Browser, backend: str) -> Iterator[ShopFactory]:
+    """Shops (fresh browser contexts) on demand, all closed at the end."""
+    yield from shop_contexts(browser, backend)

@@ -11,14 +11,13 @@ the failed requests Chromium logs for a dead server are tolerated).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from widget_store.testing import StoreServer, wait_until
 
 try:
-    from playwright.sync_api import Browser, expect
+    from playwright.sync_api import expect
 except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
     pass
 
@@ -31,10 +30,8 @@ from .page_helpers import (
     element_shot,
     hash_params,
     http_error,
-    launch_browser,
     no_sideways_scroll,
     on_payment_page,
-    shop_contexts,
 )
 
 pytestmark = pytest.mark.browser
@@ -43,16 +40,6 @@ pytestmark = pytest.mark.browser
 # after the shoppers stop.
 QUICK_ENDINGS = {"WIDGET_STORE_PAYMENT_TIMEOUT_S": "3", "WIDGET_STORE_DISPATCH_TICK_S": "0.2"}
 STEP_DURATION = re.compile(r"^(\d+ ms|\d+\.\d+ s|running…)$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
-
-
-@pytest.fixture
-def shop_factory(browser: Browser, backend: str) -> Iterator[ShopFactory]:
-    yield from shop_contexts(browser, backend)
 
 
 def count_orders(server: StoreServer, where: str = "1 = 1") -> int:

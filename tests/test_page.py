@@ -8,12 +8,11 @@ failed requests Chromium logs for a dead server).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
 try:
-    from playwright.sync_api import Browser, Route, expect
+    from playwright.sync_api import Route, expect
 except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
     pass
 
@@ -28,25 +27,13 @@ from .page_helpers import (
     element_shot,
     hash_params,
     http_error,
-    launch_browser,
     on_payment_page,
-    shop_contexts,
 )
 
 pytestmark = pytest.mark.browser
 
 # Long enough to watch the progress bar move at the page's 500 ms poll.
 SLOW_TICK = {"WIDGET_STORE_DISPATCH_TICK_S": "0.4"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch_browser()
-
-
-@pytest.fixture
-def shop_factory(browser: Browser, backend: str) -> Iterator[ShopFactory]:
-    yield from shop_contexts(browser, backend)
 
 
 def progress_seen(shop: Shop) -> list[tuple[str, int]]:
