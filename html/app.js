@@ -665,18 +665,26 @@
       return;
     }
     if (answer.status === 409 || answer.status === 404) {
-      adoptCheckout(key, { ended: true });
-      const reason =
-        answer.status === 409 ? "This checkout already ended" : "The store does not know this checkout";
-      setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
-      renderPayEnded(state.checkout);
-      if (answer.status === 409) lookUpCheckout(key, token);
+      showCheckoutEnded(answer, { key, token, message, unknown: "checkout" });
       return;
     }
     el.pay.disabled = false;
     el.decline.disabled = false;
     button.disabled = false;
     setNotice(message, `The order could not be cancelled: ${detailOf(answer)}`, "error");
+  }
+
+  /**
+   * The payment page after the store said this checkout is over (409) or unknown (404): say
+   * why, show the ended state, and on a 409 look up how it ended.
+   */
+  function showCheckoutEnded(answer, { key, token, message, unknown }) {
+    adoptCheckout(key, { ended: true });
+    const reason =
+      answer.status === 409 ? "This checkout already ended" : `The store does not know this ${unknown}`;
+    setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
+    renderPayEnded(state.checkout);
+    if (answer.status === 409) lookUpCheckout(key, token);
   }
 
   /** Pay or decline; the provider's webhook delivery is idempotent, so retries are safe. */
@@ -710,12 +718,7 @@
     }
     setBusy(button, false);
     if (answer.status === 409 || answer.status === 404) {
-      adoptCheckout(key, { ended: true });
-      const reason =
-        answer.status === 409 ? "This checkout already ended" : "The store does not know this payment";
-      setNotice(message, `${reason}: ${detailOf(answer)}`, "error");
-      renderPayEnded(state.checkout);
-      if (answer.status === 409) lookUpCheckout(key, token);
+      showCheckoutEnded(answer, { key, token, message, unknown: "payment" });
     } else {
       el.pay.disabled = false;
       el.decline.disabled = false;
