@@ -454,9 +454,17 @@ def epoch(value: str | int | float | None) -> float:
     return value / 1000
 
 
-def tick_lateness(
-    steps: Sequence[Step], tick_s: float, origin: float | None = None
-) -> tuple[list[float], float]:
+@dataclass(frozen=True)
+class Dispatch:
+    """How one dispatch workflow kept its schedule."""
+
+    late: list[float]  # each tick's completion minus when it was due, seconds
+    overrun: float  # the last tick's completion minus (origin + ticks x tick length)
+    began: float  # its schedule's origin, epoch seconds
+    ended: float  # its last tick's completion
+
+
+def tick_lateness(steps: Sequence[Step], tick_s: float, origin: float | None = None) -> Dispatch:
     """How late each tick of a dispatch was, and how late the whole dispatch ended.
 
     Tick i is due i x `tick_s` after `origin` (the store's dispatch: when the order was paid);
@@ -475,15 +483,28 @@ def tick_lateness(
     else:
         raise ValueError("ticks on a schedule need its origin")
     late = [tick.completed - when for tick, when in zip(ticks, due, strict=True)]
-    return late, ticks[-1].completed - (origin + len(ticks) * tick_s)
+    ended = ticks[-1].completed
+    return Dispatch(late, ended - (origin + len(ticks) * tick_s), origin, ended)
 
 
-def lateness_summary(per_workflow: Sequence[tuple[list[float], float]]) -> dict[str, Any]:
+def peak_in_flight(dispatches: Sequence[Dispatch]) -> int:
+    """The most dispatches whose spans (origin to last tick) overlapped at one moment: what a
+    round really had in flight, since paying a large round takes a while itself."""
+    edges = sorted([(d.began, 1) for d in dispatches] + [(d.ended, -1) for d in dispatches])
+    peak = current = 0
+    for _, change in edges:  # at a tie, an end (-1) sorts before a start: no false overlap
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+def lateness_summary(dispatches: Sequence[Dispatch]) -> dict[str, Any]:
     """Tick lateness and dispatch overrun, p50/p99 in seconds, over many dispatch workflows."""
-    ticks = [late for lates, _ in per_workflow for late in lates]
-    overruns = [overrun for _, overrun in per_workflow]
+    ticks = [late for d in dispatches for late in d.late]
+    overruns = [d.overrun for d in dispatches]
     return {
-        "workflows": len(per_workflow),
+        "workflows": len(dispatches),
+        "peak_in_flight": peak_in_flight(dispatches),
         "ticks": len(ticks),
         "tick_late_p50_s": percentile(ticks, 50),
         "tick_late_p99_s": percentile(ticks, 99),

@@ -260,7 +260,11 @@ async def run_ticks(args: argparse.Namespace) -> dict[str, Any]:
         rounds.append(
             await dispatch_lateness(count, args.tick, args.dispatch in ("sleep", "naive"))
         )
-        print(f"{count} dispatch workflows: tick p99 late {rounds[-1]['tick_late_p99_s']:.3f} s")
+        last = rounds[-1]
+        print(
+            f"{count} dispatch workflows, {last['peak_in_flight']} in flight at the peak: "
+            f"tick p99 late {last['tick_late_p99_s']:.3f} s"
+        )
         if rounds[-1]["tick_late_p99_s"] > args.tick:
             break  # past the engine's ceiling: larger counts would only be later
     return {"kind": "engine", "backend": args.backend, "mode": "ticks", "rounds": rounds}

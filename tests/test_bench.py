@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bench.common import Dispatch, peak_in_flight
 from widget_store.testing import POSTGRES_URL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,7 @@ def test_capacity(tmp_path: Path) -> None:
     assert "dispatch workflows started at once" in stdout
     assert result["dispatch"] and result["engine_dispatch"]
     assert result["dispatch"][0]["ticks"] == 5 * 10
+    assert 1 <= result["dispatch"][0]["peak_in_flight"] <= 5
 
 
 @pytest.mark.timeout(300)
@@ -120,3 +122,20 @@ def test_plot(tmp_path: Path) -> None:
     ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=120)
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("spans", "peak"),
+    [
+        ([], 0),
+        ([(0, 10)], 1),
+        ([(0, 10), (10, 20)], 1),  # one ends as the next begins: never two at once
+        ([(0, 10), (5, 15), (9, 12), (14, 30)], 3),
+        ([(0, 10), (20, 30), (25, 26)], 2),
+    ],
+)
+def test_peak_in_flight_counts_overlapping_dispatches(
+    spans: list[tuple[float, float]], peak: int
+) -> None:
+    dispatches = [Dispatch(late=[], overrun=0.0, began=b, ended=e) for b, e in spans]
+    assert peak_in_flight(dispatches) == peak
