@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import api, runtime, sandbox, shoppers, store
+from . import api, heap, runtime, sandbox, shoppers, store
 from .config import Settings
 from .db import open_database
 from .dbos_setup import dbos_config
@@ -93,6 +93,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         app.state.http = http
         app.state.webhook_secret = settings.resolved_webhook_secret()
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
+        heap.settle_after_startup()
         try:
             yield
         finally:
