@@ -12,8 +12,10 @@ machine and database. Prints a table; asserts nothing.
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
 the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
-executor id, 0.01 s SQLite notification polling) on a fresh SQLite file (in WAL mode, as the store's
-migration leaves its files) or a fresh Postgres database.
+executor id, 0.01 s SQLite notification polling, no pool pre-ping on Postgres) on a fresh SQLite
+file (in WAL mode, as the store's migration leaves its files) or a fresh Postgres database, and
+the store's garbage-collector settings (widget_store.heap), applied after launch as the store's
+server does.
 
 The purchase workflow mirrors the store's checkout (widget_store/workflows.py): a place-order
 step (the store's order + reservation transaction), set_event(payment_id), recv(payment_status)
@@ -74,6 +76,7 @@ from bench.common import (
     tick_lateness,
     write_json,
 )
+from widget_store import heap
 from widget_store.config import Settings
 from widget_store.dbos_setup import dbos_config
 from widget_store.schema import DISPATCH_STEPS
@@ -293,6 +296,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             use_wal(database.data_dir / "dbos.sqlite")
         DBOS(config=dbos_config(settings))
         DBOS.launch()
+        heap.settle_after_startup()
         try:
             if args.mode == "ticks":
                 return await run_ticks(args)
