@@ -117,6 +117,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         app.include_router(api.demo_router)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(sa_exc.TimeoutError, _database_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
     @app.get("/", include_in_schema=False)
@@ -172,6 +173,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for item in items
     )
     return JSONResponse({"detail": detail, "errors": jsonable_encoder(items)}, status_code=422)
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    """Every pooled connection busy for the pool's whole timeout: overloaded, not broken."""
+    log.warning("no database connection free for %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "The store is busy right now; nothing was lost, retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -39,7 +39,7 @@ class Database:
         async def step() -> T:
             return await body(session=self.datasource.sql_session(), **kwargs)
 
-        # The step's name is the store function's, so the operator panel shows "place_order".
+        # The step is named after the store function, as the operator panel shows it.
         step.__qualname__ = step.__name__ = body.__name__
         return await self.datasource.run_tx_step_async(
             {"name": body.__name__, "isolation_level": self.isolation_level}, step

@@ -35,9 +35,22 @@ async def place_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, 
     Returns the order id and a fresh payment id; with no widget left the order is created
     CANCELLED and there is no payment id. The stock check lives in the UPDATE's WHERE, so it
     holds under any concurrency. The payment id is random rather than derived from the
-    shopper's key, so knowing a key is not enough to forge a payment reference; the step's
-    checkpoint keeps it stable across crashes.
+    shopper's key, so knowing a key is not enough to forge a payment reference.
+
+    Idempotent: the order row is its own checkpoint (`checkout_id` is unique). Run again after
+    a crash that came between its commit and the step's record, it finds the order and answers
+    as the first run did, reserving nothing. Two runs at once cannot both insert: the second
+    fails on the unique key, which rolls its reservation back, and its retry finds the order.
     """
+    placed = (
+        await session.execute(
+            select(orders.c.order_id, orders.c.payment_id, orders.c.reserved_epoch).where(
+                orders.c.checkout_id == checkout_id
+            )
+        )
+    ).one_or_none()
+    if placed is not None:
+        return placed.order_id, placed.payment_id if placed.reserved_epoch is not None else None
     epoch = (
         await session.execute(
             update(products)
@@ -63,15 +76,21 @@ async def place_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, 
 
 
 async def mark_paid(*, session: AsyncSession, order_id: int) -> float:
-    """PENDING to PAID; returns when, which fixes the dispatch schedule (checkpointed)."""
+    """PENDING to PAID; returns when, which fixes the dispatch schedule once the step records it.
+
+    Idempotent: run again (after a crash before the step's record), the order is already PAID
+    and nothing changes; the new moment is the one recorded, and the dispatch, which starts only
+    after this step, keeps to it.
+    """
     await _set_status(session, order_id, OrderStatus.PAID, OrderStatus.PENDING)
     return time.time()
 
 
 async def release_order(*, session: AsyncSession, order_id: int) -> bool:
-    """Cancel a PENDING order and put its widget back: the undo of `reserve_inventory`.
+    """Cancel a PENDING order and put its widget back: the undo of the reservation.
 
-    Both in one transaction and only from PENDING, so the widget comes back exactly once.
+    Both in one transaction and only from PENDING, so the widget comes back exactly once:
+    idempotent, a second run finds the order CANCELLED and changes nothing.
     """
     cancelled = await _set_status(session, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
     if cancelled:

@@ -30,6 +30,13 @@ CheckoutResult = Literal["paid", "failed", "cancelled", "expired", "out_of_stock
 Settlement = Literal["paid", "failed", "cancelled"]
 
 
+class StepOptions(TypedDict):
+    retries_allowed: bool
+    max_attempts: int
+    interval_seconds: float
+    backoff_rate: float
+
+
 class PaymentIdEvent(TypedDict):
     """Published once the widget is reserved, or once it is known there is none.
 
@@ -75,7 +82,9 @@ async def checkout_workflow() -> CheckoutResult:
     5. Publish the outcome, which the webhook answers from.
     """
     rt = current()
-    order_id, payment_id = await rt.db.run(store.place_order, checkout_id=DBOS.workflow_id)
+    checkout_id = DBOS.workflow_id
+    assert checkout_id is not None  # always set inside a workflow
+    order_id, payment_id = await place_order(checkout_id)
     _crash_point("place_order")
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
     if payment_id is None:
@@ -89,13 +98,13 @@ async def checkout_workflow() -> CheckoutResult:
     )
     result: CheckoutResult
     if status == "paid":
-        paid_at = await rt.db.run(store.mark_paid, order_id=order_id)
+        paid_at = await mark_paid(order_id)
         _crash_point("mark_paid")
         with SetWorkflowID(dispatch_workflow_id(order_id)):
             await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at)
         result = "paid"
     else:
-        await rt.db.run(store.release_order, order_id=order_id)
+        await release_order(order_id)
         result = "expired" if status is None else status
     _log_transition(order_id, result)
     await _publish_outcome(order_id, result)
@@ -117,20 +126,38 @@ async def _publish_outcome(order_id: int, result: CheckoutResult) -> None:
     await DBOS.set_event_async(OUTCOME, OutcomeEvent(order_id=order_id, result=result))
 
 
-@DBOS.step(
-    name="tick_dispatch",
-    retries_allowed=True,
-    max_attempts=30,
-    interval_seconds=0.5,
-    backoff_rate=1.5,
+# The steps below each run one idempotent transaction (see their store functions): it needs
+# no checkpoint of its own in the store's database, so a step costs one commit there plus
+# DBOS's step record, instead of a datasource transaction's extra checkpoint row, pre-read and
+# ownership check. Retried with growing pauses (30 attempts, hours in all) while the database
+# is away or its connection pool stays exhausted: a workflow waits its database out rather than
+# ending in ERROR with its order half done.
+IDEMPOTENT_STEP = StepOptions(
+    retries_allowed=True, max_attempts=30, interval_seconds=0.5, backoff_rate=1.5
 )
-async def tick_dispatch(order_id: int, remaining: int) -> int:
-    """One dispatch tick: a durable step around an idempotent UPDATE.
 
-    The UPDATE needs no checkpoint in the store's database (see store.advance_dispatch), so a
-    tick costs one commit there plus DBOS's step record, instead of a datasource transaction's
-    extra checkpoint, pre-read and ownership check. Retried while the database is away.
-    """
+
+@DBOS.step(name="place_order", **IDEMPOTENT_STEP)
+async def place_order(checkout_id: str) -> tuple[int, str | None]:
+    """The order and its widget, in one transaction (store.place_order)."""
+    return await current().db.write(store.place_order, checkout_id=checkout_id)
+
+
+@DBOS.step(name="mark_paid", **IDEMPOTENT_STEP)
+async def mark_paid(order_id: int) -> float:
+    """The order PAID; answers the moment, which fixes the dispatch schedule (store.mark_paid)."""
+    return await current().db.write(store.mark_paid, order_id=order_id)
+
+
+@DBOS.step(name="release_order", **IDEMPOTENT_STEP)
+async def release_order(order_id: int) -> bool:
+    """The order CANCELLED and its widget back, exactly once (store.release_order)."""
+    return await current().db.write(store.release_order, order_id=order_id)
+
+
+@DBOS.step(name="tick_dispatch", **IDEMPOTENT_STEP)
+async def tick_dispatch(order_id: int, remaining: int) -> int:
+    """One dispatch tick: progress down to `remaining` (store.advance_dispatch)."""
     return await current().db.write(store.advance_dispatch, order_id=order_id, remaining=remaining)
 
 
