@@ -7,15 +7,21 @@ steady state. Asserts nothing.
     python bench/compare.py --shoppers 8 --duration 30
     python bench/compare.py --mode open --rate 20
     python bench/compare.py --json bench/results/compare-sqlite.json
+    python bench/compare.py --rounds 3                    # 3 pairs: medians, range of ratios
 
 A ratio above 1 on a latency or on CPU per purchase (below 1 on purchases a second) is what the
 store adds on top of DBOS: HTTP, FastAPI, its own tables and SQL. The engine's CPU includes its
 callers (they share its process); the store's does not include the load generator's.
+
+On a shared machine one run of either side can differ from the next by a fifth or more, so
+--rounds N runs the pair N times, store and engine alternating, and reports each metric's median
+over the rounds for each side, the ratio of the medians, and the range of the rounds' own ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,12 +59,26 @@ def run_pair(args: argparse.Namespace, **overrides: Any) -> tuple[Result, Result
     return run_script("load.py", forwarded), run_script("engine.py", engine_args)
 
 
-def comparison(store: Result, engine: Result) -> list[list[Any]]:
+def comparison(pairs: list[tuple[Result, Result]]) -> list[list[Any]]:
+    """Per metric: the store's and the engine's median over the rounds, the ratio of the two
+    medians, and the lowest and highest of the rounds' own ratios."""
     rows = []
     for name, metric in METRICS:
-        s, e = metric(store), metric(engine)
-        rows.append([name, s, e, ratio(s, e)])
+        stores = [v for v in (metric(store) for store, _ in pairs) if v is not None]
+        engines = [v for v in (metric(engine) for _, engine in pairs) if v is not None]
+        s = statistics.median(stores) if stores else None
+        e = statistics.median(engines) if engines else None
+        each = [r for r in (ratio(metric(st), metric(en)) for st, en in pairs) if r is not None]
+        rows.append([name, s, e, ratio(s, e), (min(each), max(each)) if each else None])
     return rows
+
+
+def ratios(rows: list[list[Any]]) -> dict[str, float | None]:
+    return {name: r for name, _, _, r, _ in rows}
+
+
+def cell(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -70,16 +90,43 @@ def main() -> None:
         default="naive",
         help="the engine's structure: naive (the seed's, the ceiling to beat) or the store's own",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="pairs to run; medians reported")
     args = parser.parse_args()
-    store, engine = run_pair(args)
-    rows = comparison(store, engine)
-    print_table(
-        f"store vs engine ({args.engine_dispatch}), {args.backend}, {args.mode} loop, steady state",
-        ["metric", "store", "engine", "store/engine"],
-        [[name, s, e, None if r is None else f"{r:.2f}"] for name, s, e, r in rows],
+    pairs = [run_pair(args) for _ in range(args.rounds)]
+    rows = comparison(pairs)
+    title = (
+        f"store vs engine ({args.engine_dispatch}), {args.backend}, {args.mode} loop, steady state"
     )
-    ratios = {name: r for name, _, _, r in rows}
-    write_json(args.json, {"store": store, "engine": engine, "ratios": ratios})
+    if args.rounds > 1:
+        title += f", medians of {args.rounds} rounds"
+    print_table(
+        title,
+        ["metric", "store", "engine", "store/engine", "rounds' ratios"],
+        [
+            [name, s, e, cell(r), None if span is None else f"{span[0]:.2f}-{span[1]:.2f}"]
+            for name, s, e, r, span in rows
+        ],
+    )
+    rounds = [
+        {
+            "store": store,
+            "engine": engine,
+            "ratios": ratios(comparison([(store, engine)])),
+        }
+        for store, engine in pairs
+    ]
+    write_json(
+        args.json,
+        {
+            # The first round in full (one round: the run), then every round, then the medians.
+            "store": pairs[0][0],
+            "engine": pairs[0][1],
+            "rounds": rounds,
+            "medians": {n: {"store": s, "engine": e} for n, s, e, _, _ in rows},
+            "ratios": ratios(rows),
+            "ratio_ranges": {n: span for n, _, _, _, span in rows},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -7,11 +7,15 @@ endpoints, with the server's CPU and memory. Prints a table; asserts nothing.
     python bench/load.py --mode open --rate 20            # 20 purchases a second, Poisson arrivals
     python bench/load.py --url http://127.0.0.1:8000 --secret $WIDGET_STORE_WEBHOOK_SECRET
     python bench/load.py --json bench/results/load-sqlite.json
+    python bench/load.py --backend postgres --instances 2  # two store processes, one database
 
 Without --url the script starts a store of its own (`widget-store serve` under its supervisor,
 on a fresh SQLite folder or a fresh Postgres database, dropped afterwards), with a 10 s payment
 timeout and a million widgets in stock so that no restock is needed. With --url it drives a
-store already running on this machine and restocks it whenever it sells out.
+store already running on this machine and restocks it whenever it sells out. With --instances N
+(Postgres) it starts N store processes on the one database, each with an executor id of its own,
+and sends each checkout and each webhook to any of them at random, as a load balancer would;
+CPU is then summed over all of them, and peak RSS shown for each.
 
 A purchase is `POST /checkout/<new key>` answered 200, then the signed
 `POST /payment_webhook/<payment id>/paid` answered 200. The mix: 80 % of shoppers pay, 10 % are
@@ -38,7 +42,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import random
 import sys
 import uuid
 from dataclasses import dataclass
@@ -63,7 +69,7 @@ from bench.common import (
     store_server,
     write_json,
 )
-from widget_store.testing import signature
+from widget_store.testing import StoreServer, signature
 
 
 def new_key() -> str:
@@ -122,24 +128,39 @@ def http_client(base_url: str) -> httpx.AsyncClient:
 
 async def run_load(
     args: argparse.Namespace,
-    base_url: str,
+    base_urls: list[str],
     secret: str,
     database_url: str | None,
     restock: bool = False,
 ) -> dict[str, Any]:
-    """Drive the store at `base_url` as the arguments say; the results, resources included."""
+    """Drive the store at `base_urls` (one, or several instances of one store) as the arguments
+    say; the results, resources included (all instances' processes summed)."""
     recorder = Recorder(args.duration, args.warmup)
-    async with http_client(base_url) as client:
-        processes = store_processes(int((await client.get("/health")).json()["pid"]))
-        shopper = StoreShopper(client, secret, recorder, restock)
+    async with contextlib.AsyncExitStack() as stack:
+        shoppers = []
+        processes: dict[str, int] = {}
+        for n, url in enumerate(base_urls):
+            client = await stack.enter_async_context(http_client(url))
+            serving = store_processes(int((await client.get("/health")).json()["pid"]))
+            suffix = f"-{n + 1}" if len(base_urls) > 1 else ""
+            processes.update({f"{name}{suffix}": pid for name, pid in serving.items()})
+            shoppers.append(StoreShopper(client, secret, recorder, restock))
+        rng = random.Random(args.seed)
+
+        async def purchase(outcome: str) -> None:
+            # Behind a load balancer: the checkout and the provider's webhook each land on any
+            # instance, most often not the same one.
+            first, then = rng.choice(shoppers), rng.choice(shoppers)
+            await shop(recorder, outcome, first.checkout, then.settle)
+
         result = await run_metered(
-            shopper.purchase,
+            purchase,
             recorder,
             args,
             lambda: CpuMeter(processes, database_url),
             separate_client=True,
         )
-    return {"kind": "store", "backend": args.backend, **result}
+    return {"kind": "store", "backend": args.backend, "instances": len(base_urls), **result}
 
 
 def describe(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -148,17 +169,29 @@ def describe(result: dict[str, Any], args: argparse.Namespace) -> str:
         if result["mode"] == "closed"
         else f"{result['rate']:g}/s offered (at most {result['most_in_flight']} in flight)"
     )
-    return (
-        f"{result['kind']}, {result['backend']}, {result['mode']} loop, {load}, {args.duration:g} s"
-    )
+    where = result["backend"]
+    if result.get("instances", 1) > 1:
+        where += f" ({result['instances']} instances)"
+    return f"{result['kind']}, {where}, {result['mode']} loop, {load}, {args.duration:g} s"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
-        return asyncio.run(run_load(args, args.url, args.secret, None, restock=True))
+        return asyncio.run(run_load(args, [args.url], args.secret, None, restock=True))
     env = {"WIDGET_STORE_PAYMENT_TIMEOUT_S": str(LOAD_PAYMENT_TIMEOUT_S)}
-    with store_server(args, **env) as server:
-        return asyncio.run(run_load(args, server.base_url, server.secret, server.database.url))
+    with store_server(args, **env) as server, contextlib.ExitStack() as more:
+        servers = [server]
+        for n in range(2, args.instances + 1):
+            # Same database, same application version; an executor id of its own.
+            other = StoreServer(
+                server.database,
+                env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": f"instance-{n}"},
+                secret=server.secret,
+            )
+            more.callback(other.stop)
+            servers.append(other.start())
+        urls = [s.base_url for s in servers]
+        return asyncio.run(run_load(args, urls, server.secret, server.database.url))
 
 
 def main() -> None:
@@ -170,7 +203,15 @@ def main() -> None:
         default=os.environ.get("WIDGET_STORE_WEBHOOK_SECRET"),
         help="the --url store's webhook secret (default: $WIDGET_STORE_WEBHOOK_SECRET)",
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="Postgres: serve from this many store processes on one database",
+    )
     args = parser.parse_args()
+    if args.instances > 1 and (args.url or args.backend != "postgres"):
+        parser.error("--instances needs --backend postgres (SQLite is one process) and no --url")
     if args.url and not args.secret:
         parser.error(
             "--url needs the store's webhook secret: --secret or WIDGET_STORE_WEBHOOK_SECRET"

@@ -53,6 +53,25 @@ def test_load_closed_loop(backend: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_load_two_instances(tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_URL_ENV):
+        pytest.skip("several instances share a Postgres database")
+    stdout, result = run_bench(
+        "load.py",
+        *database_args("postgres"),
+        *SHORT_LOAD,
+        "--shoppers",
+        "4",
+        "--instances",
+        "2",
+        out=tmp_path / "r.json",
+    )
+    assert_sold_without_errors(stdout, result)
+    assert result["instances"] == 2 and "(2 instances)" in stdout
+    assert {"server-1", "server-2"} <= set(result["resources"]["cpu_s"])
+
+
+@pytest.mark.timeout(300)
 def test_load_open_loop(tmp_path: Path) -> None:
     stdout, result = run_bench(
         "load.py", "--mode", "open", "--rate", "5", *SHORT_LOAD, out=tmp_path / "r.json"
@@ -98,6 +117,7 @@ def test_compare(tmp_path: Path) -> None:
         assert result[kind]["purchases_total"] > 0
         assert result[kind]["errors_total"] == 0, result[kind]["errors"]
     assert result["ratios"]["purchases/s"] is not None
+    assert len(result["rounds"]) == 1 and result["ratio_ranges"]["purchases/s"] is not None
 
 
 @pytest.mark.timeout(300)
