@@ -108,9 +108,6 @@ class StoreShopper:
         )
         return self._body(WEBHOOK, answer)
 
-    async def purchase(self, outcome: str) -> None:
-        await shop(self.recorder, outcome, self.checkout, self.settle)
-
     def _body(self, endpoint: str, answer: httpx.Response | None) -> str | None:
         """A 200's body; anything else is an error (a transport error is already recorded)."""
         if answer is None:

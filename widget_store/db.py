@@ -65,8 +65,8 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
         return {}
     # No pre-ping: it costs a round trip on every checkout from the pool. After a Postgres
     # restart the first statement on a stale connection fails instead, SQLAlchemy then
-    # discards the whole pool, and the failed attempt is retried (datasource and tick steps
-    # retry; a request answers 503 and its client retries).
+    # discards the whole pool, and the failed attempt is retried (the workflows' steps retry;
+    # a request answers 503 and its client retries).
     # Small: with DBOS's own pool of 20, a store holds at most 40 of Postgres's default 100
     # connections, so two instances and a psql session still fit.
     return {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": False, "pool_timeout": 10}
