@@ -32,7 +32,7 @@ async def place(db: Database, checkout_id: str) -> tuple[int, str | None]:
     """As the step does: retried when a concurrent run got there first."""
     for _ in range(3):
         try:
-            return await db.write(store.place_order, checkout_id=checkout_id)
+            return await asyncio.to_thread(db.transact, store.place_order, checkout_id=checkout_id)
         except IntegrityError:
             continue
     raise AssertionError("place_order kept failing")
@@ -51,7 +51,7 @@ def test_placing_an_order_again_answers_the_same_and_reserves_nothing(
             assert await place(db, checkout_id) == first
             assert stock_and_orders(shared_server, checkout_id) == (stock - 1, 1)
         finally:
-            await db.datasource.engine.dispose()
+            await db.close()
 
     asyncio.run(scenario())
 
@@ -66,7 +66,7 @@ def test_two_runs_at_once_place_one_order(shared_server: StoreServer) -> None:
             assert len(set(answers)) == 1
             assert stock_and_orders(shared_server, checkout_id) == (stock - 1, 1)
         finally:
-            await db.datasource.engine.dispose()
+            await db.close()
 
     asyncio.run(scenario())
 
@@ -86,6 +86,6 @@ def test_an_order_placed_with_none_left_is_found_again_without_a_payment_id(
             assert stock_and_orders(shared_server, checkout_id) == (0, 1)
         finally:
             shared_server.database.execute("UPDATE products SET inventory = :n", n=stock)
-            await db.datasource.engine.dispose()
+            await db.close()
 
     asyncio.run(scenario())

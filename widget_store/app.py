@@ -100,7 +100,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
             DBOS.destroy()
             runtime.bind(None)
             await http.aclose()
-            await db.datasource.engine.dispose()
+            await db.close()
 
     app = FastAPI(
         title="Widget Store",

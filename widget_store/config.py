@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     app_version: str = Field(default_factory=lambda: f"widget-store-{release()}")
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
+    # DBOS's executor threads, which run every system-database call and the workflows' steps.
+    # DBOS's default is unbounded: under load, dozens of threads then contend for the GIL, and
+    # each checkpoint costs nearly twice the CPU (bench/load.py). Bounded, calls queue for a
+    # thread instead; a step's database connections are never more than this.
+    executor_threads: int = Field(default=8, ge=2)
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
     # A serving process that dies sooner than this after its start counts towards a crash

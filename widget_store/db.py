@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from dbos import AsyncSQLAlchemyDatasource
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Database:
-    """The datasource plus the isolation level its transactions run at.
+    """The datasource plus the isolation level its transactions run at, and a sync engine for
+    the bodies of workflow steps.
 
     Postgres runs READ COMMITTED: every invariant lives in a conditional UPDATE
     (`... WHERE inventory > 0`), which is safe at that level and spares the hot product row a
@@ -27,6 +29,8 @@ class Database:
 
     datasource: AsyncSQLAlchemyDatasource
     isolation_level: Any
+    # The same database through a sync driver, for the workflow steps' bodies (`transact`).
+    step_engine: sa.Engine
 
     async def run(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run `body(session=..., **kwargs)` in one transaction.
@@ -45,12 +49,16 @@ class Database:
             {"name": body.__name__, "isolation_level": self.isolation_level}, step
         )
 
-    async def write(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
-        """Run `body` in a plain transaction, with no checkpoint: only for bodies that are
-        idempotent by themselves (a DBOS step around it records that it ran)."""
-        async with AsyncSession(self.datasource.engine) as session, session.begin():
-            await session.connection(execution_options={"isolation_level": self.isolation_level})
-            return await body(session=session, **kwargs)
+    def transact(self, body: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run `body(conn=..., **kwargs)` in one plain transaction on the calling thread, with
+        no checkpoint: only for bodies idempotent by themselves, which a workflow step runs on
+        DBOS's executor thread between the step's own checkpoint calls (workflows.py)."""
+        with self.step_engine.begin() as conn:
+            return body(conn=conn, **kwargs)
+
+    async def close(self) -> None:
+        await self.datasource.engine.dispose()
+        self.step_engine.dispose()
 
     async def read(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run a read-only body on a plain session: no checkpoint, and on SQLite no write lock
@@ -61,15 +69,46 @@ class Database:
 
 
 def engine_kwargs(settings: Settings) -> dict[str, Any]:
+    """The async datasource's pool: it serves the routes' reads and the operator's writes; the
+    workflows write through the step engine."""
     if settings.uses_sqlite:
         return {}
     # No pre-ping: it costs a round trip on every checkout from the pool. After a Postgres
     # restart the first statement on a stale connection fails instead, SQLAlchemy then
     # discards the whole pool, and the failed attempt is retried (the workflows' steps retry;
     # a request answers 503 and its client retries).
-    # Small: with DBOS's own pool of 20, a store holds at most 40 of Postgres's default 100
-    # connections, so two instances and a psql session still fit.
-    return {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": False, "pool_timeout": 10}
+    return {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": False, "pool_timeout": 10}
+
+
+def step_engine(settings: Settings) -> sa.Engine:
+    """The sync engine the steps' bodies run on, one connection per DBOS executor thread at most.
+
+    Postgres: READ COMMITTED, its default, set on the engine so that no checkout pays for
+    setting it. SQLite knows no READ COMMITTED: there every transaction begins IMMEDIATE, which
+    takes the write lock up front (as DBOS's datasource does), so that place_order's read and
+    its writes see one state; the busy timeout rides out the other writers.
+    """
+    if not settings.uses_sqlite:
+        return sa.create_engine(
+            settings.app_database_url,
+            isolation_level="READ COMMITTED",
+            pool_size=settings.executor_threads,
+            max_overflow=0,
+            pool_pre_ping=False,
+            pool_timeout=10,
+        )
+    engine = sa.create_engine(settings.app_database_url, connect_args={"timeout": 30})
+
+    # SQLAlchemy's recipe for pysqlite: let SQLAlchemy, not the driver, begin transactions.
+    @sa.event.listens_for(engine, "connect")
+    def no_driver_transactions(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def begin_immediate(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 async def open_database(settings: Settings) -> Database:
@@ -78,4 +117,4 @@ async def open_database(settings: Settings) -> Database:
         settings.async_app_database_url, engine_kwargs=engine_kwargs(settings)
     )
     level = "SERIALIZABLE" if settings.uses_sqlite else "READ COMMITTED"
-    return Database(datasource=datasource, isolation_level=level)
+    return Database(datasource=datasource, isolation_level=level, step_engine=step_engine(settings))

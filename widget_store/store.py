@@ -1,13 +1,14 @@
 """Every SQL statement the store runs. One function is one transaction body: it takes the
-session as a keyword argument and never commits (the datasource owns begin, commit and retry)."""
+session (or, for a workflow step's body, the connection) as a keyword argument and never
+commits (the caller owns begin, commit and retry)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Result, case, func, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .schema import (
@@ -29,7 +30,55 @@ ORDER_COLUMNS = (
 )
 
 
-async def place_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, str | None]:
+# The bodies a workflow step runs (workflows.py): sync, on a Connection, because DBOS runs a
+# sync step on its executor thread with both of the step's checkpoint calls, in one hop off the
+# event loop. Their statements are built once, here: they run a dozen times per purchase, and
+# building a statement costs about as much as sending it.
+_FIND_ORDER = select(orders.c.order_id, orders.c.payment_id, orders.c.reserved_epoch).where(
+    orders.c.checkout_id == bindparam("checkout_id")
+)
+_RESERVE = (
+    update(products)
+    .where(products.c.product_id == WIDGET_ID, products.c.inventory > 0)
+    .values(inventory=products.c.inventory - 1)
+    .returning(products.c.restock_epoch)
+)
+_INSERT_ORDER = orders.insert().returning(orders.c.order_id)
+_SET_STATUS = (
+    update(orders)
+    .where(
+        orders.c.order_id == bindparam("id"),
+        orders.c.order_status == bindparam("from_status"),
+    )
+    .values(order_status=bindparam("to_status"), last_update_time=func.now())
+)
+_RETURN_WIDGET = (
+    update(products)
+    .where(products.c.product_id == WIDGET_ID)
+    .values(inventory=products.c.inventory + 1)
+    .returning(products.c.restock_epoch)
+)
+_MARK_RETURNED = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("id"))
+    .values(returned_epoch=bindparam("epoch"))
+)
+_ADVANCE = (
+    update(orders)
+    .where(
+        orders.c.order_id == bindparam("id"),
+        orders.c.order_status == OrderStatus.PAID,
+        orders.c.progress_remaining > bindparam("remaining"),
+    )
+    .values(
+        progress_remaining=bindparam("remaining"),
+        order_status=bindparam("to_status"),
+        last_update_time=func.now(),
+    )
+)
+
+
+def place_order(*, conn: Connection, checkout_id: str) -> tuple[int, str | None]:
     """Create a checkout's order and reserve its widget, in one transaction.
 
     Returns the order id and a fresh payment id; with no widget left the order is created
@@ -42,93 +91,66 @@ async def place_order(*, session: AsyncSession, checkout_id: str) -> tuple[int, 
     as the first run did, reserving nothing. Two runs at once cannot both insert: the second
     fails on the unique key, which rolls its reservation back, and its retry finds the order.
     """
-    placed = (
-        await session.execute(
-            select(orders.c.order_id, orders.c.payment_id, orders.c.reserved_epoch).where(
-                orders.c.checkout_id == checkout_id
-            )
-        )
-    ).one_or_none()
+    placed = conn.execute(_FIND_ORDER, {"checkout_id": checkout_id}).one_or_none()
     if placed is not None:
         return placed.order_id, placed.payment_id if placed.reserved_epoch is not None else None
-    epoch = (
-        await session.execute(
-            update(products)
-            .where(products.c.product_id == WIDGET_ID, products.c.inventory > 0)
-            .values(inventory=products.c.inventory - 1)
-            .returning(products.c.restock_epoch)
-        )
-    ).scalar_one_or_none()
+    epoch = conn.execute(_RESERVE).scalar_one_or_none()
     payment_id = uuid.uuid4().hex
-    order_id = (
-        await session.execute(
-            orders.insert()
-            .values(
-                checkout_id=checkout_id,
-                payment_id=payment_id,
-                order_status=OrderStatus.PENDING if epoch is not None else OrderStatus.CANCELLED,
-                reserved_epoch=epoch,
-            )
-            .returning(orders.c.order_id)
-        )
+    order_id = conn.execute(
+        _INSERT_ORDER,
+        {
+            "checkout_id": checkout_id,
+            "payment_id": payment_id,
+            "order_status": OrderStatus.PENDING if epoch is not None else OrderStatus.CANCELLED,
+            "reserved_epoch": epoch,
+        },
     ).scalar_one()
     return order_id, payment_id if epoch is not None else None
 
 
-async def mark_paid(*, session: AsyncSession, order_id: int) -> float:
+def mark_paid(*, conn: Connection, order_id: int) -> float:
     """PENDING to PAID; returns when, which fixes the dispatch schedule once the step records it.
 
     Idempotent: run again (after a crash before the step's record), the order is already PAID
     and nothing changes; the new moment is the one recorded, and the dispatch, which starts only
     after this step, keeps to it.
     """
-    await _set_status(session, order_id, OrderStatus.PAID, OrderStatus.PENDING)
+    _set_status(conn, order_id, OrderStatus.PAID, OrderStatus.PENDING)
     return time.time()
 
 
-async def release_order(*, session: AsyncSession, order_id: int) -> bool:
+def release_order(*, conn: Connection, order_id: int) -> bool:
     """Cancel a PENDING order and put its widget back: the undo of the reservation.
 
     Both in one transaction and only from PENDING, so the widget comes back exactly once:
     idempotent, a second run finds the order CANCELLED and changes nothing.
     """
-    cancelled = await _set_status(session, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
+    cancelled = _set_status(conn, order_id, OrderStatus.CANCELLED, OrderStatus.PENDING)
     if cancelled:
-        epoch = (
-            await session.execute(
-                update(products)
-                .where(products.c.product_id == WIDGET_ID)
-                .values(inventory=products.c.inventory + 1)
-                .returning(products.c.restock_epoch)
-            )
-        ).scalar_one()
-        await session.execute(
-            update(orders).where(orders.c.order_id == order_id).values(returned_epoch=epoch)
-        )
+        epoch = conn.execute(_RETURN_WIDGET).scalar_one()
+        conn.execute(_MARK_RETURNED, {"id": order_id, "epoch": epoch})
     return cancelled
 
 
-async def advance_dispatch(*, session: AsyncSession, order_id: int, remaining: int) -> int:
+def advance_dispatch(*, conn: Connection, order_id: int, remaining: int) -> int:
     """Bring a PAID order's dispatch down to `remaining` steps left; DISPATCHED at zero.
 
     Idempotent, so a tick needs no checkpoint of its own in this database: run again after a
     crash, it finds the order already there and changes nothing. The guard on the current
     progress also keeps it from ever going up, or below zero.
     """
-    await session.execute(
-        update(orders)
-        .where(
-            orders.c.order_id == order_id,
-            orders.c.order_status == OrderStatus.PAID,
-            orders.c.progress_remaining > remaining,
-        )
-        .values(
-            progress_remaining=remaining,
-            order_status=OrderStatus.DISPATCHED if remaining == 0 else OrderStatus.PAID,
-            last_update_time=func.now(),
-        )
-    )
+    status = OrderStatus.DISPATCHED if remaining == 0 else OrderStatus.PAID
+    conn.execute(_ADVANCE, {"id": order_id, "remaining": remaining, "to_status": status})
     return remaining
+
+
+def _set_status(
+    conn: Connection, order_id: int, status: OrderStatus, from_status: OrderStatus
+) -> bool:
+    result = conn.execute(
+        _SET_STATUS, {"id": order_id, "from_status": from_status, "to_status": status}
+    )
+    return bool(result.rowcount)
 
 
 async def restock(*, session: AsyncSession) -> int:
@@ -285,19 +307,3 @@ async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None
     return (
         await session.execute(select(orders.c.checkout_id).where(orders.c.payment_id == payment_id))
     ).scalar_one_or_none()
-
-
-async def _set_status(
-    session: AsyncSession, order_id: int, status: OrderStatus, from_status: OrderStatus
-) -> bool:
-    result = await session.execute(
-        update(orders)
-        .where(orders.c.order_id == order_id, orders.c.order_status == from_status)
-        .values(order_status=status, last_update_time=func.now())
-    )
-    return bool(_rowcount(result))
-
-
-def _rowcount(result: Result[Any]) -> int:
-    """Rows an UPDATE changed (SQLAlchemy types execute() as a generic Result)."""
-    return int(cast(CursorResult[Any], result).rowcount)
