@@ -12,8 +12,8 @@ machine and database. Prints a table; asserts nothing.
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
 the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
-executor id, 0.01 s SQLite notification polling, no pool pre-ping on Postgres) on a fresh SQLite
-file (in WAL mode, as the store's migration leaves its files) or a fresh Postgres database, and
+executor id, 8 executor threads, 0.01 s SQLite notification polling, no pool pre-ping on
+Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a fresh Postgres database, and
 the store's garbage-collector settings (widget_store.heap), applied after launch as the store's
 server does.
 
@@ -305,7 +305,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Workflows still in flight (abandoned checkouts, dispatches) are cut short here, which
             # DBOS logs as errors: expected, and no part of the figures.
             logging.getLogger("dbos").setLevel(logging.CRITICAL)
+            await cut_short_workflows()
             DBOS.destroy()
+
+
+async def cut_short_workflows() -> None:
+    """Cancel the workflows still running on this loop and wait for them: left running, they
+    would go on calling the database from DBOS's threads once it is dropped, retrying for ever,
+    and the process could not exit."""
+    running = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 def print_ticks(result: dict[str, Any]) -> None:
