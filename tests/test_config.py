@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from widget_store.config import Settings
+from widget_store.dbos_setup import dbos_config
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +68,14 @@ def test_webhook_secret_is_made_once_and_kept(tmp_path: Path) -> None:
 def test_configured_secret_wins(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, webhook_secret="given").resolved_webhook_secret() == "given"
     assert not (tmp_path / "webhook_secret").exists()
+
+
+def test_dbos_runs_on_a_bounded_number_of_executor_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert dbos_config(Settings())["max_executor_threads"] == 8
+    monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "3")
+    assert dbos_config(Settings())["max_executor_threads"] == 3
+    monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "1")
+    with pytest.raises(ValidationError, match="executor_threads"):
+        Settings()
