@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -50,6 +52,24 @@ def test_product(shared_server: StoreServer) -> None:
     assert body["product"] == "Premium Quality Widget"
     assert body["price"] == 99.99
     assert 0 <= body["inventory"] <= 100
+
+
+def test_an_idle_connection_stays_open_for_a_load_balancer_to_reuse(
+    shared_server: StoreServer,
+) -> None:
+    """A load balancer reuses its idle connections to the store for up to its own idle timeout
+    (60 s on common ones). Were the store to close them sooner, a request sent on one just as
+    it closes would be lost. 7 s: past uvicorn's default keep-alive of 5 s."""
+    url = urlsplit(shared_server.base_url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        connection.request("GET", "/health")
+        assert connection.getresponse().read()
+        time.sleep(7)
+        connection.request("GET", "/health")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 def test_same_key_gives_same_payment_id_and_one_order(shared_server: StoreServer) -> None:

@@ -24,8 +24,10 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
-        # Serve until the supervisor says stop; keep-alive clients must not hold a restart up.
-        timeout_keep_alive=5,
+        # Longer than a load balancer keeps its idle connections to us (60 s on common ones):
+        # closed by us first, a request it sends on one at that moment is lost. A stop does not
+        # wait for idle connections, so this holds no restart up.
+        timeout_keep_alive=75,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -73,9 +73,9 @@ async def checkout_workflow() -> CheckoutResult:
        is CANCELLED, the payment id is published as None and the checkout ends.
     2. Publish the payment id.
     3. Wait for the payment status, or the shopper's cancel (a timeout counts as failed).
-    4. Paid: mark_paid and start the dispatch workflow. Otherwise: release_order returns the
-       widget and cancels the order.
+    4. Paid: mark_paid. Otherwise: release_order returns the widget and cancels the order.
     5. Publish the outcome, which the webhook answers from.
+    6. Paid: start the dispatch workflow.
     """
     rt = current()
     checkout_id = DBOS.workflow_id
@@ -84,27 +84,33 @@ async def checkout_workflow() -> CheckoutResult:
     _crash_point("place_order")
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
     if payment_id is None:
-        _log_transition(order_id, "out_of_stock")
-        await _publish_outcome(order_id, "out_of_stock")
+        await _finish(order_id, "out_of_stock")
         return "out_of_stock"
     _crash_point("publish_payment_id")
 
     status: Settlement | None = await DBOS.recv_async(
         PAYMENT_STATUS, timeout_seconds=rt.payment_timeout_s
     )
-    result: CheckoutResult
-    if status == "paid":
-        paid_at = await mark_paid(order_id)
-        _crash_point("mark_paid")
-        with SetWorkflowID(dispatch_workflow_id(order_id)):
-            await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at)
-        result = "paid"
-    else:
+    if status != "paid":
         await release_order(order_id)
-        result = "expired" if status is None else status
+        result: CheckoutResult = "expired" if status is None else status
+        await _finish(order_id, result)
+        return result
+    paid_at = await mark_paid(order_id)
+    _crash_point("mark_paid")
+    # The outcome before the dispatch: the webhook waits for the outcome, and starting a
+    # workflow costs round trips it need not wait for. A crash in between replays to here and
+    # starts the dispatch all the same.
+    await _finish(order_id, "paid")
+    with SetWorkflowID(dispatch_workflow_id(order_id)):
+        await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at)
+    return "paid"
+
+
+async def _finish(order_id: int, result: CheckoutResult) -> None:
+    """Log the checkout's end and publish its outcome."""
     _log_transition(order_id, result)
-    await _publish_outcome(order_id, result)
-    return result
+    await DBOS.set_event_async(OUTCOME, OutcomeEvent(order_id=order_id, result=result))
 
 
 def _log_transition(order_id: int, transition: str) -> None:
@@ -116,10 +122,6 @@ def _log_transition(order_id: int, transition: str) -> None:
         DBOS.workflow_id,
         extra={"order_id": order_id, "transition": transition, "workflow_id": DBOS.workflow_id},
     )
-
-
-async def _publish_outcome(order_id: int, result: CheckoutResult) -> None:
-    await DBOS.set_event_async(OUTCOME, OutcomeEvent(order_id=order_id, result=result))
 
 
 # The steps below each run one idempotent transaction (see their store functions): it needs
