@@ -12,7 +12,7 @@ machine and database. Prints a table; asserts nothing.
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
 the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
-executor id, 8 executor threads, 0.01 s SQLite notification polling, no pool pre-ping on
+executor id, 8 executor threads on Postgres, 0.01 s SQLite notification polling, no pool pre-ping on
 Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a
 fresh Postgres database, and the store's garbage-collector settings (widget_store.heap),
 applied after launch as the store's server does.

@@ -73,6 +73,8 @@ def test_configured_secret_wins(tmp_path: Path) -> None:
 def test_dbos_runs_on_a_bounded_number_of_executor_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert dbos_config(Settings())["max_executor_threads"] is None  # SQLite: DBOS's own
+    monkeypatch.setenv("DBOS_DATABASE_URL", "postgresql://u@h:5432/db")
     assert dbos_config(Settings())["max_executor_threads"] == 8
     monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "3")
     assert dbos_config(Settings())["max_executor_threads"] == 3

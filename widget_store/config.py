@@ -51,10 +51,11 @@ class Settings(BaseSettings):
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS's executor threads, which run every system-database call and the workflows' steps.
-    # DBOS's default is unbounded: under load, dozens of threads then contend for the GIL, and
-    # each checkpoint costs nearly twice the CPU (bench/load.py). Bounded, calls queue for a
-    # thread instead; a step's database connections are never more than this.
-    executor_threads: int = Field(default=8, ge=2)
+    # Unset: 8 on Postgres, where DBOS's unbounded default has dozens of threads contend for the
+    # GIL under load and each checkpoint cost nearly twice the CPU (bench/load.py); bounded,
+    # calls queue for a thread instead. Unbounded on SQLite, where a call can wait seconds for
+    # the file's write lock, and would hold up every call queued behind it.
+    executor_threads: int | None = Field(default=None, ge=2)
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
     # A serving process that dies sooner than this after its start counts towards a crash
@@ -100,6 +101,13 @@ class Settings(BaseSettings):
     @property
     def uses_sqlite(self) -> bool:
         return self.database_url is None
+
+    @property
+    def dbos_executor_threads(self) -> int | None:
+        """The bound on DBOS's executor threads; None leaves DBOS's own (unbounded)."""
+        if self.executor_threads is not None:
+            return self.executor_threads
+        return None if self.uses_sqlite else 8
 
     @property
     def app_database_url(self) -> str:

@@ -95,12 +95,17 @@ def step_engine(settings: Settings) -> sa.Engine:
         return sa.create_engine(
             settings.app_database_url,
             isolation_level="READ COMMITTED",
-            pool_size=settings.executor_threads,
-            max_overflow=0,
+            pool_size=settings.dbos_executor_threads or 8,
+            # Never more connections than threads, but with unbounded threads no bound either.
+            max_overflow=0 if settings.dbos_executor_threads else -1,
             pool_pre_ping=False,
             pool_timeout=10,
         )
-    engine = sa.create_engine(settings.app_database_url, connect_args={"timeout": 30})
+    # As many connections as DBOS has threads (unbounded on SQLite): a step waits for the
+    # file's write lock, never for a pooled connection.
+    engine = sa.create_engine(
+        settings.app_database_url, connect_args={"timeout": 30}, max_overflow=-1
+    )
 
     # SQLAlchemy's recipe for pysqlite: let SQLAlchemy, not the driver, begin transactions.
     @sa.event.listens_for(engine, "connect")

@@ -14,7 +14,7 @@ def dbos_config(settings: Settings) -> DBOSConfig:
         "application_version": settings.app_version,
         "executor_id": settings.executor_id,
         "log_level": settings.log_level,
-        "max_executor_threads": settings.executor_threads,
+        "max_executor_threads": settings.dbos_executor_threads,
     }
     if not settings.uses_sqlite:
         # DBOS pings each system-database connection it takes from its pool, and every
