@@ -92,12 +92,13 @@ def step_engine(settings: Settings) -> sa.Engine:
     its writes see one state; the busy timeout rides out the other writers.
     """
     if not settings.uses_sqlite:
+        threads = settings.dbos_executor_threads
+        assert threads is not None  # always bounded on Postgres (Settings.dbos_executor_threads)
         return sa.create_engine(
             settings.app_database_url,
             isolation_level="READ COMMITTED",
-            pool_size=settings.dbos_executor_threads or 8,
-            # Never more connections than threads, but with unbounded threads no bound either.
-            max_overflow=0 if settings.dbos_executor_threads else -1,
+            pool_size=threads,
+            max_overflow=0,
             pool_pre_ping=False,
             pool_timeout=10,
         )
