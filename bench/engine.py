@@ -44,6 +44,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -307,16 +308,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             logging.getLogger("dbos").setLevel(logging.CRITICAL)
             await cut_short_workflows()
             DBOS.destroy()
+            join_executor_threads()
 
 
 async def cut_short_workflows() -> None:
-    """Cancel the workflows still running on this loop and wait for them: left running, they
-    would go on calling the database from DBOS's threads once it is dropped, retrying for ever,
-    and the process could not exit."""
+    """Cancel the workflows still running on this loop and wait for their tasks: left running,
+    they would go on calling the database from DBOS's threads once it is dropped, retrying for
+    ever, and the process could not exit. A call already on a thread runs on regardless
+    (join_executor_threads)."""
     running = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
+
+
+def join_executor_threads(timeout_s: float = 30.0) -> None:
+    """Wait for the calls DBOS's executor threads were running when DBOS.destroy returned.
+
+    Cancelling a workflow's task does not stop a database call already on a thread, and
+    DBOS.destroy does not wait for one. Finished before the database is dropped, such a call
+    succeeds; after, it would retry against the missing database for ever and the process could
+    not exit (seen: a `DBOS.sleep` record in flight at the end of a run).
+    """
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread.name.startswith("dbos-executor-"):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def print_ticks(result: dict[str, Any]) -> None:
