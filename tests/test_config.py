@@ -57,6 +57,16 @@ def test_production_mode_needs_an_operator_token(monkeypatch: pytest.MonkeyPatch
         Settings()
 
 
+def test_the_sandbox_provider_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIDGET_STORE_OPERATOR_TOKEN", "t")
+    assert Settings().sandbox_enabled
+    monkeypatch.setenv("WIDGET_STORE_DEMO", "0")
+    assert not Settings().sandbox_enabled
+    monkeypatch.setenv("WIDGET_STORE_SANDBOX", "1")
+    with pytest.raises(ValidationError, match="WIDGET_STORE_SANDBOX cannot be on"):
+        Settings()
+
+
 def test_webhook_secret_is_made_once_and_kept(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     first = settings.resolved_webhook_secret()
@@ -81,3 +91,27 @@ def test_dbos_runs_on_a_bounded_number_of_executor_threads(
     monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "1")
     with pytest.raises(ValidationError, match="executor_threads"):
         Settings()
+
+
+def test_the_server_will_not_start_with_the_sandbox_in_production(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "WIDGET_STORE_DATA_DIR": str(tmp_path),
+        "WIDGET_STORE_DEMO": "0",
+        "WIDGET_STORE_OPERATOR_TOKEN": "t",
+        "WIDGET_STORE_SANDBOX": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "widget_store.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "WIDGET_STORE_SANDBOX cannot be on" in done.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was made

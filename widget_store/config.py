@@ -42,6 +42,21 @@ class Settings(BaseSettings):
     dispatch_tick_s: float = Field(default=1.0, gt=0)
     demo: bool = True
     operator_token: str | None = None
+    # The sandbox payment provider (/sandbox/...), which pays any order for anyone who asks:
+    # on in demo mode unless turned off, and never allowed in production.
+    sandbox: bool | None = None
+
+    # Unpaid checkouts one client may hold at once (0: no cap), so nobody can reserve the
+    # whole stock; counted from the database's PENDING orders, so a restart does not reset it.
+    max_unpaid_per_client: int = Field(default=5, ge=0)
+    # Proxies whose X-Forwarded-For names the client (uvicorn's --forwarded-allow-ips): a
+    # comma-separated list of addresses or networks, "*" for any; from anyone else it is ignored.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Request limits, checked before anything is buffered: 431 past the header limits, 413
+    # past the body limit.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=10)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # Pinned to the release so a restarted process recovers the workflows it left (DBOS's
     # default is a hash of the code, which changes with any edit). A release that changes a
@@ -91,12 +106,24 @@ class Settings(BaseSettings):
         )
 
     @model_validator(mode="after")
-    def _operator_token_in_production(self) -> Settings:
-        if not self.demo and not self.operator_token:
+    def _production_mode(self) -> Settings:
+        if self.demo:
+            return self
+        if not self.operator_token:
             raise ValueError(
                 "WIDGET_STORE_OPERATOR_TOKEN must be set when WIDGET_STORE_DEMO is off"
             )
+        if self.sandbox:
+            raise ValueError(
+                "WIDGET_STORE_SANDBOX cannot be on when WIDGET_STORE_DEMO is off: the sandbox "
+                "provider pays any order for anyone"
+            )
         return self
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """The sandbox provider's routes exist: demo mode, unless turned off."""
+        return self.demo and self.sandbox is not False
 
     @property
     def uses_sqlite(self) -> bool:

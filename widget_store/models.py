@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
 from .schema import OrderStatus
 
@@ -63,6 +63,7 @@ class HealthOut(BaseModel):
     application_version: str
     database: str
     demo: bool
+    sandbox: bool = Field(description="Whether the sandbox payment provider (/sandbox) is on")
 
 
 class WorkflowOut(BaseModel):
@@ -89,6 +90,9 @@ class StepOut(BaseModel):
 
 
 class LoadIn(BaseModel):
+    # Strict: JSON integers only (no true/false, no 1.0, no "3"), and no field unknown.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
     shoppers: int = Field(ge=1, le=64, description="Simulated shoppers buying at once")
     pay_weight: int = Field(default=8, ge=0, le=100, description="Relative share that pay")
     decline_weight: int = Field(default=1, ge=0, le=100, description="... that decline")
