@@ -92,10 +92,11 @@ def test_same_key_gives_same_payment_id_and_one_order(shared_server: StoreServer
 def test_bad_idempotency_key_is_422_and_changes_nothing(
     shared_server: StoreServer, bad_key: str
 ) -> None:
+    count = "SELECT count(*) FROM orders"
     with shared_server.client() as client:
-        before = len(client.get("/orders").json())
+        before = shared_server.database.execute(count)[0][0]
         answer = client.post(f"/checkout/{bad_key}")
-        after = len(client.get("/orders").json())
+        after = shared_server.database.execute(count)[0][0]
     assert answer.status_code == 422, answer.text
     assert "idempotency_key" in answer.json()["detail"]
     assert before == after
@@ -343,15 +344,43 @@ def test_contract_tick_is_one_second(make_server: MakeServer) -> None:
 
 def test_production_mode_guards_operator_routes(make_server: MakeServer) -> None:
     server = make_server(WIDGET_STORE_DEMO="0", WIDGET_STORE_OPERATOR_TOKEN="s3cret-token")
+    operator = {"Authorization": "Bearer s3cret-token"}
     with server.client() as client:
         assert client.post("/crash_application").status_code == 404
         assert client.post("/restock").status_code == 401
         wrong = client.post("/restock", headers={"Authorization": "Bearer nope"})
-        right = client.post("/restock", headers={"Authorization": "Bearer s3cret-token"})
+        right = client.post("/restock", headers=operator)
         assert client.get("/workflows").status_code == 401
+        # Every order is the operator's to list, not the public's.
+        assert client.get("/orders").status_code == 401
+        assert client.get("/orders", headers=operator).status_code == 200
     assert wrong.status_code == 401
     assert right.status_code == 200 and right.json()["inventory"] == 100
     assert server.health()["demo"] is False
+
+
+def test_production_mode_has_no_sandbox_provider(make_server: MakeServer) -> None:
+    """Nobody can pay, or decline, someone's order without the real provider's signature."""
+    server = make_server(WIDGET_STORE_DEMO="0", WIDGET_STORE_OPERATOR_TOKEN="s3cret-token")
+    with server.client() as client:
+        payment_id = client.post(f"/checkout/{new_key()}").text
+        paid = client.post(f"/sandbox/payments/{payment_id}/paid")
+        failed = client.post(f"/sandbox/payments/{payment_id}/failed")
+        status = server.database.execute(
+            "SELECT order_status FROM orders WHERE payment_id = :p", p=payment_id
+        )
+    assert paid.status_code == failed.status_code == 404, paid.text
+    assert status == [(PENDING,)]
+    assert server.health()["sandbox"] is False
+
+
+def test_the_sandbox_can_be_turned_off_in_demo_mode(make_server: MakeServer) -> None:
+    server = make_server(WIDGET_STORE_SANDBOX="0")
+    with server.client() as client:
+        payment_id = client.post(f"/checkout/{new_key()}").text
+        assert client.post(f"/sandbox/payments/{payment_id}/paid").status_code == 404
+    health = server.health()
+    assert health["demo"] is True and health["sandbox"] is False
 
 
 def test_shopper_cancel_ends_the_checkout_once(shared_server: StoreServer) -> None:

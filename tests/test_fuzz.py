@@ -30,6 +30,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -41,6 +42,8 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    # A request the schema forbids must be refused, not quietly accepted.
+    negative_data_rejection,
 ]
 # Per operation and mode; about 20 operations, so a backend's run stays within a minute or two.
 MAX_EXAMPLES = 25
@@ -177,3 +180,60 @@ def test_order_times_carry_their_offset(shared_server: StoreServer) -> None:
         order = client.get(f"/order/{order_id}").json()
     for name in ("created_at", "last_update_time"):
         assert datetime.fromisoformat(order[name]).tzinfo is not None, order
+
+
+def test_an_oversized_signature_timestamp_is_401(shared_server: StoreServer) -> None:
+    """A 400-digit `t` overflowed the clock comparison: 500 and a dropped connection."""
+    with shared_server.client() as client:
+        answer = client.post(
+            "/payment_webhook/nosuchpayment/paid",
+            headers={"Widget-Signature": f"t={'9' * 400},v1=00"},
+        )
+    assert answer.status_code == 401
+    assert "timestamp" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"shoppers": NaN}',
+        '{"shoppers": 2, "abandon_weight": false}',
+        '{"shoppers": 2.0}',
+        '{"shoppers": "2"}',
+        '{"shoppers": 2, "surprise": 1}',
+    ],
+)
+def test_load_settings_are_strict(shared_server: StoreServer, body: str) -> None:
+    """NaN answered 500 (it cannot be written back as JSON), and false was taken for 0."""
+    with shared_server.client() as client:
+        before = client.get("/load").json()
+        answer = client.post("/load", content=body, headers={"Content-Type": "application/json"})
+        after = client.get("/load").json()
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"]
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/workflows/%00/steps"),
+        ("GET", "/checkout/x%00"),
+        ("POST", "/checkout/x%2Fy"),
+        ("POST", "/checkout/x%2fcancel"),
+        ("POST", "/checkout/x%2Fy/cancel"),
+    ],
+)
+def test_ids_with_nul_or_an_encoded_slash_are_422(
+    shared_server: StoreServer, method: str, path: str
+) -> None:
+    """NUL answered 500 on Postgres (text cannot hold it); `x%2Fy` was decoded into two path
+    segments and answered 404, and `x%2Fcancel` reached the cancel route of key `x`."""
+    with shared_server.client() as client:
+        answer = client.request(method, path)
+        orders = shared_server.database.execute(
+            "SELECT count(*) FROM orders WHERE checkout_id LIKE 'checkout:x%'"
+        )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("path:")
+    assert orders == [(0,)]

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import checkout, monitor, shoppers, stats, store
+from .checkout import UnpaidCap
 from .config import Settings
 from .db import Database
 from .errors import BadSignature, InvalidInput, NotFound, Unauthorized
@@ -30,6 +31,7 @@ from .models import (
 from .payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
 from .process import ProcessInfo
 from .schema import OrderStatus
+from .security import SameOrigin
 from .workflows import checkout_workflow_id
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,22 @@ def require_operator(
         raise Unauthorized("Operator actions need Authorization: Bearer <operator token>")
 
 
+def checkout_client(
+    request: Request,
+    shopper_pass: Annotated[str | None, Header(alias=shoppers.PASS_HEADER)] = None,
+) -> str | None:
+    """Who is checking out, for the cap on unpaid checkouts: the socket's address, or the
+    X-Forwarded-For one from a trusted proxy (uvicorn rewrote it: forwarded_allow_ips). None
+    for the built-in shoppers, which are exempt."""
+    if shoppers.is_shopper_pass(request.app.state.webhook_secret, shopper_pass):
+        return None
+    return request.client.host if request.client else None
+
+
+def get_unpaid_cap(settings: Annotated[Settings, Depends(get_settings)]) -> UnpaidCap:
+    return UnpaidCap(settings.max_unpaid_per_client, settings.payment_timeout_s)
+
+
 Db = Annotated[Database, Depends(get_db)]
 Operator = Depends(require_operator)
 
@@ -105,11 +123,16 @@ async def read_product(db: Db) -> ProductOut:
 @router.post(
     "/checkout/{idempotency_key}",
     response_class=PlainTextResponse,
-    responses={200: {"description": "The payment id, as plain text"}, **errors(404, 503)},
+    responses={200: {"description": "The payment id, as plain text"}, **errors(404, 429, 503)},
 )
-async def create_checkout(idempotency_key: IdempotencyKey) -> str:
+async def create_checkout(
+    idempotency_key: IdempotencyKey,
+    db: Db,
+    client: Annotated[str | None, Depends(checkout_client)],
+    cap: Annotated[UnpaidCap, Depends(get_unpaid_cap)],
+) -> str:
     """Start the checkout for this key (or rejoin it) and answer its payment id."""
-    return await checkout.start_checkout(idempotency_key)
+    return await checkout.start_checkout(db, idempotency_key, client=client, cap=cap)
 
 
 @router.get("/checkout/{idempotency_key}", responses=errors(404))
@@ -166,15 +189,16 @@ async def read_order(order_id: OrderId, db: Db) -> OrderOut:
     return OrderOut.model_validate(order)
 
 
-@router.get("/orders")
+# Every shopper's orders: open in demo mode, the operator's in production (see require_operator).
+@router.get("/orders", dependencies=[Operator], responses=errors(401))
 async def read_orders(
-    db: Db, limit: Annotated[int | None, Query(ge=1, le=10_000)] = None
+    db: Db, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> list[OrderOut]:
-    """Orders, newest first: all of them, or the latest `limit`."""
+    """The latest `limit` orders (100 unless given), newest first."""
     return [OrderOut.model_validate(row) for row in await db.read(store.list_orders, limit=limit)]
 
 
-@router.post("/restock", dependencies=[Operator], responses=errors(401))
+@router.post("/restock", dependencies=[SameOrigin, Operator], responses=errors(401, 403))
 async def restock(db: Db) -> ProductOut:
     """Set the widget's inventory to 100."""
     await db.run(store.restock)
@@ -194,7 +218,9 @@ def _exit_now() -> None:
 demo_router = APIRouter()
 
 
-@demo_router.post("/crash_application", status_code=202)
+@demo_router.post(
+    "/crash_application", status_code=202, dependencies=[SameOrigin], responses=errors(403)
+)
 async def crash_application() -> JSONResponse:
     """Kill the process at once, as a crash would; the supervisor brings it back.
 
@@ -216,13 +242,13 @@ async def read_load(db: Db) -> LoadOut:
     return LoadOut.model_validate(await db.read(store.get_load_settings))
 
 
-@demo_router.post("/load", responses=errors(400))
+@demo_router.post("/load", dependencies=[SameOrigin], responses=errors(400, 403))
 async def start_load(load: LoadIn, db: Db) -> LoadOut:
     """Start (or change) the built-in shoppers: N durable shoppers with this mix."""
     return LoadOut.model_validate(await shoppers.start_load(db, **load.model_dump()))
 
 
-@demo_router.post("/load/stop")
+@demo_router.post("/load/stop", dependencies=[SameOrigin], responses=errors(403))
 async def stop_load(db: Db) -> LoadOut:
     """Stop the built-in shoppers after their current purchase."""
     return LoadOut.model_validate(await shoppers.stop_load(db))
@@ -243,6 +269,7 @@ async def read_health(request: Request) -> HealthOut:
         application_version=settings.app_version,
         database="sqlite" if settings.uses_sqlite else "postgresql",
         demo=settings.demo,
+        sandbox=settings.sandbox_enabled,
     )
 
 
@@ -276,7 +303,7 @@ async def read_workflows(
 
 @router.get("/workflows/{workflow_id}/steps", dependencies=[Operator], responses=errors(401, 404))
 async def read_workflow_steps(
-    workflow_id: Annotated[str, Path(max_length=200)],
+    workflow_id: Annotated[str, Path(max_length=200, pattern=r"^[\x20-\x7e]+$")],
 ) -> list[StepOut]:
     """One workflow's recorded steps, in order."""
     steps = await monitor.workflow_steps(workflow_id)

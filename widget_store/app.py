@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 from dbos import DBOS
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
@@ -26,8 +25,10 @@ from .dbos_setup import dbos_config
 from .errors import StoreError
 from .metrics import Metrics, RequestMetrics
 from .models import ErrorOut
+from .path_guard import PathGuard
 from .paths import HTML_DIR
 from .process import ProcessInfo
+from .security import DOCS_CONTENT_SECURITY_POLICY, SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = await open_database(settings)
-        http = httpx.AsyncClient(timeout=60)
+        webhook_secret = settings.resolved_webhook_secret()
+        # The built-in shoppers call the store through this client (shoppers.PASS_HEADER).
+        http = httpx.AsyncClient(
+            timeout=60, headers={shoppers.PASS_HEADER: shoppers.shopper_pass(webhook_secret)}
+        )
         # Bound before launch: launch resumes pending workflows, which need all of this.
         runtime.bind(
             runtime.Runtime(
@@ -91,7 +96,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         app.state.settings = settings
         app.state.db = db
         app.state.http = http
-        app.state.webhook_secret = settings.resolved_webhook_secret()
+        app.state.webhook_secret = webhook_secret
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
         heap.settle_after_startup()
         try:
@@ -107,22 +112,38 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         summary="An online store that sells a widget and survives any crash.",
         version="1.0.0",
         lifespan=lifespan,
+        # /docs is served below, from the vendored Swagger UI (no CDN); no ReDoc.
+        docs_url=None,
+        redoc_url=None,
     )
     metrics = Metrics()
     app.state.metrics = metrics
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(PathGuard)
     app.include_router(api.router)
-    app.include_router(sandbox.router)
     if settings.demo:
         app.include_router(api.demo_router)
+    # Off in production: it pays any order for anyone who knows its payment id.
+    if settings.sandbox_enabled:
+        app.include_router(sandbox.router)
     app.add_exception_handler(StoreError, _store_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # Outermost of the app's own middleware: even an answer they give gets the headers.
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/", include_in_schema=False)
     async def read_page() -> FileResponse:
         return FileResponse(HTML_DIR / "app.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def read_docs() -> FileResponse:
+        """Swagger UI on /openapi.json, every file served from html/ (see html/vendor/)."""
+        return FileResponse(
+            HTML_DIR / "docs.html",
+            headers={"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY},
+        )
 
     app.mount("/static", StaticFiles(directory=HTML_DIR), name="static")
     _document_errors(app)
@@ -172,7 +193,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         f"{'.'.join(str(part) for part in item['loc'][1:]) or 'request'}: {item['msg']}"
         for item in items
     )
-    return JSONResponse({"detail": detail, "errors": jsonable_encoder(items)}, status_code=422)
+    # Where, what and why only: the offending input is not echoed back (it may be huge, or a
+    # NaN that JSON cannot carry).
+    listed = [{key: item[key] for key in ("loc", "msg", "type")} for item in items]
+    return JSONResponse({"detail": detail, "errors": listed}, status_code=422)
 
 
 async def _database_busy(request: Request, exc: Exception) -> JSONResponse:

@@ -40,6 +40,19 @@ class Conflict(StoreError):
     status_code = 409
 
 
+class TooManyUnpaid(StoreError):
+    """The client already holds its cap of unpaid checkouts; retry once one of them ends."""
+
+    status_code = 429
+
+    def __init__(self, cap: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"You already hold {cap} unpaid checkouts: pay or cancel one, or retry in "
+            f"{retry_after_s} s when the oldest expires"
+        )
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class Unavailable(StoreError):
     """Try again shortly: the work is durable and will go on, or the database is away."""
 

@@ -9,6 +9,9 @@ from typing import Literal
 
 SIGNATURE_HEADER = "Widget-Signature"
 TOLERANCE_S = 300
+# A Unix time in seconds has 10 digits until the year 2286; more cannot be a real timestamp,
+# and an unbounded one would overflow the comparison with the clock.
+MAX_TIMESTAMP_DIGITS = 12
 
 PaymentStatus = Literal["paid", "failed"]
 
@@ -45,10 +48,10 @@ def verify(
         if not sep:
             raise SignatureError(f"malformed {SIGNATURE_HEADER} header")
         fields.setdefault(key, []).append(value)
-    try:
-        timestamp = int(fields["t"][0])
-    except (KeyError, ValueError):
-        raise SignatureError(f"{SIGNATURE_HEADER} has no valid timestamp") from None
+    given_t = fields.get("t", [""])[0]
+    if not (given_t.isascii() and given_t.isdigit() and len(given_t) <= MAX_TIMESTAMP_DIGITS):
+        raise SignatureError(f"{SIGNATURE_HEADER} has no valid timestamp")
+    timestamp = int(given_t)
     current = time.time() if now is None else now
     if abs(current - timestamp) > TOLERANCE_S:
         raise SignatureError(f"{SIGNATURE_HEADER} timestamp is more than {TOLERANCE_S} s off")

@@ -11,6 +11,7 @@ from .api import PaymentId, errors
 from .errors import Unavailable
 from .payments import SIGNATURE_HEADER, PaymentStatus, sign
 from .process import loopback_url
+from .security import SameOrigin
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox payment provider"])
 
@@ -26,7 +27,11 @@ def webhook_base_url(request: Request) -> str:
 @router.post(
     "/payments/{payment_id}/{payment_status}",
     response_class=Response,
-    responses={200: {"description": "The webhook's answer: the order id"}, **errors(404, 409, 503)},
+    dependencies=[SameOrigin],
+    responses={
+        200: {"description": "The webhook's answer: the order id"},
+        **errors(403, 404, 409, 503),
+    },
 )
 async def settle_payment(
     payment_id: PaymentId, payment_status: PaymentStatus, request: Request

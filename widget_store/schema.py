@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -80,6 +81,10 @@ orders = Table(
     # restock happens while checkouts are in flight.
     Column("reserved_epoch", Integer, nullable=True),
     Column("returned_epoch", Integer, nullable=True),
+    # The shopper's network address, for the cap on unpaid checkouts per client (None: exempt,
+    # such as the built-in shoppers, or placed before the cap existed).
+    Column("client", String(64), nullable=True),
+    Index("orders_client_status", "client", "order_status"),
 )
 
 process_starts = Table(

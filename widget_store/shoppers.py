@@ -10,6 +10,8 @@ to a fresh workflow, which keeps each workflow's recorded history short.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import random
 from typing import Any, Literal
@@ -29,6 +31,23 @@ PURCHASES_PER_WORKFLOW = 20
 THINK_S = (0.2, 1.5)
 
 Action = Literal["pay", "decline", "abandon"]
+
+
+# Shown by the built-in shoppers' requests: they all come from the server's own address, and
+# are not held to the cap on unpaid checkouts per client (checkout.UnpaidCap).
+PASS_HEADER = "Widget-Store-Shopper"
+
+
+def shopper_pass(webhook_secret: str) -> str:
+    """The built-in shoppers' pass: derived from the webhook secret, so every process of the
+    store agrees on it and nobody without the secret can make it."""
+    return hmac.new(webhook_secret.encode(), b"built-in shoppers", hashlib.sha256).hexdigest()
+
+
+def is_shopper_pass(webhook_secret: str, given: str | None) -> bool:
+    return given is not None and hmac.compare_digest(
+        shopper_pass(webhook_secret).encode(), given.encode()
+    )
 
 
 class StoreBusy(Exception):

@@ -78,7 +78,9 @@ _ADVANCE = (
 )
 
 
-def place_order(*, conn: Connection, checkout_id: str) -> tuple[int, str | None]:
+def place_order(
+    *, conn: Connection, checkout_id: str, client: str | None = None
+) -> tuple[int, str | None]:
     """Create a checkout's order and reserve its widget, in one transaction.
 
     Returns the order id and a fresh payment id; with no widget left the order is created
@@ -103,6 +105,7 @@ def place_order(*, conn: Connection, checkout_id: str) -> tuple[int, str | None]
             "payment_id": payment_id,
             "order_status": OrderStatus.PENDING if epoch is not None else OrderStatus.CANCELLED,
             "reserved_epoch": epoch,
+            "client": client,
         },
     ).scalar_one()
     return order_id, payment_id if epoch is not None else None
@@ -181,11 +184,9 @@ async def get_order(*, session: AsyncSession, order_id: int) -> dict[str, Any] |
     return dict(row) if row else None
 
 
-async def list_orders(*, session: AsyncSession, limit: int | None = None) -> list[dict[str, Any]]:
-    """Orders, newest first; all of them unless a limit is given."""
-    query = select(*ORDER_COLUMNS).order_by(orders.c.order_id.desc())
-    if limit is not None:
-        query = query.limit(limit)
+async def list_orders(*, session: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    """The latest `limit` orders, newest first."""
+    query = select(*ORDER_COLUMNS).order_by(orders.c.order_id.desc()).limit(limit)
     return [dict(row) for row in (await session.execute(query)).mappings()]
 
 
@@ -300,6 +301,18 @@ async def get_checkout(*, session: AsyncSession, checkout_id: str) -> dict[str, 
         .first()
     )
     return dict(row) if row else None
+
+
+async def unpaid_by_client(
+    *, session: AsyncSession, client: str, checkout_id: str
+) -> tuple[int, bool, Any]:
+    """How many PENDING orders this client holds, whether one of them is this checkout's, and
+    when the oldest was placed (None when it holds none)."""
+    pending = (orders.c.client == client) & (orders.c.order_status == OrderStatus.PENDING)
+    held = select(func.count(), func.min(orders.c.created_at)).where(pending).subquery()
+    mine = select(orders.c.order_id).where(orders.c.checkout_id == checkout_id).exists()
+    count, oldest, placed = (await session.execute(select(held, mine))).one()
+    return int(count), bool(placed), oldest
 
 
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:

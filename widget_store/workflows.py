@@ -66,8 +66,9 @@ def _crash_point(step: str) -> None:
 
 
 @DBOS.workflow(name=CHECKOUT)
-async def checkout_workflow() -> CheckoutResult:
-    """A shopper's checkout; its workflow id is `checkout:<idempotency key>`.
+async def checkout_workflow(client: str | None = None) -> CheckoutResult:
+    """A shopper's checkout; its workflow id is `checkout:<idempotency key>`. `client` is the
+    shopper's address, recorded on the order for the cap on unpaid checkouts per client.
 
     1. place_order: the order and its widget, in one transaction; with none left the order
        is CANCELLED, the payment id is published as None and the checkout ends.
@@ -80,7 +81,7 @@ async def checkout_workflow() -> CheckoutResult:
     rt = current()
     checkout_id = DBOS.workflow_id
     assert checkout_id is not None  # always set inside a workflow
-    order_id, payment_id = await place_order(checkout_id)
+    order_id, payment_id = await place_order(checkout_id, client)
     _crash_point("place_order")
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
     if payment_id is None:
@@ -144,9 +145,9 @@ async def _step(name: str, body: Callable[..., T], **kwargs: Any) -> T:
     return await DBOS.run_step_async(options, current().db.transact, body, **kwargs)
 
 
-async def place_order(checkout_id: str) -> tuple[int, str | None]:
+async def place_order(checkout_id: str, client: str | None) -> tuple[int, str | None]:
     """The order and its widget, in one transaction (store.place_order)."""
-    return await _step("place_order", store.place_order, checkout_id=checkout_id)
+    return await _step("place_order", store.place_order, checkout_id=checkout_id, client=client)
 
 
 async def mark_paid(order_id: int) -> float:
