@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -15,6 +18,9 @@ from .paths import ALEMBIC_INI, MIGRATIONS_DIR
 from .schema import RESTOCK_LEVEL, WIDGET_ID, products
 
 log = logging.getLogger(__name__)
+
+# The store's tables, and DBOS's system tables (config.Settings's SQLite URLs).
+SQLITE_FILES = ("store.sqlite", "dbos.sqlite")
 
 CATALOGUE = {
     "product_id": WIDGET_ID,
@@ -28,7 +34,7 @@ CATALOGUE = {
 def migrate(settings: Settings) -> None:
     """Idempotent: safe on every start, and with several instances starting at once."""
     if settings.uses_sqlite:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _create_private_files(settings.data_dir)
         _use_wal(settings)
     else:
         _create_postgres_database(settings.app_database_url)
@@ -39,10 +45,32 @@ def migrate(settings: Settings) -> None:
     _seed_catalogue(settings.app_database_url)
 
 
+def _create_private_files(data_dir: Path) -> None:
+    """The data folder 0700 and the database files 0600, made so before SQLite first opens
+    them: SQLite gives a database's -wal and -shm files the database file's own mode. Files
+    and a folder left more open by an older release are narrowed too."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _restrict(data_dir, 0o700)
+    for name in SQLITE_FILES:
+        path = data_dir / name
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for file in (path, path.with_name(f"{name}-wal"), path.with_name(f"{name}-shm")):
+            if file.exists():
+                _restrict(file, 0o600)
+
+
+def _restrict(path: Path, mode: int) -> None:
+    """chmod, with a warning instead of a failed start where the path is someone else's."""
+    try:
+        path.chmod(mode)
+    except PermissionError as exc:
+        log.warning("could not set %s to mode %o: %s", path, mode, exc)
+
+
 def _use_wal(settings: Settings) -> None:
     """WAL lets the page's reads go on while a checkout writes; the mode sticks to the file."""
-    for name in ("store.sqlite", "dbos.sqlite"):
-        with sqlite3.connect(settings.data_dir / name) as conn:
+    for name in SQLITE_FILES:
+        with closing(sqlite3.connect(settings.data_dir / name)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
 
 
