@@ -23,6 +23,7 @@ from .config import Settings
 from .db import open_database
 from .dbos_setup import dbos_config
 from .errors import StoreError
+from .limits import BodyLimit
 from .metrics import Metrics, RequestMetrics
 from .models import ErrorOut
 from .path_guard import PathGuard
@@ -118,6 +119,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
     )
     metrics = Metrics()
     app.state.metrics = metrics
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(PathGuard)
     app.include_router(api.router)

@@ -10,6 +10,7 @@ import uvicorn
 from . import logs
 from .app import create_app
 from .cli import load_settings
+from .limits import http_protocol
 from .process import loopback_url
 
 
@@ -28,6 +29,11 @@ def main() -> None:
         # closed by us first, a request it sends on one at that moment is lost. A stop does not
         # wait for idle connections, so this holds no restart up.
         timeout_keep_alive=75,
+        # httptools with limits on the request head (431): uvicorn's own has none.
+        http=http_protocol(settings.max_header_bytes, settings.max_headers),
+        # X-Forwarded-For and -Proto are believed only from these proxies.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
