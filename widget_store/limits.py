@@ -271,8 +271,8 @@ class BodyLimit:
     A declared Content-Length over the limit is answered at once, without reading any of the
     body (receive is never called). A body without one (chunked) is counted as the app reads
     it: past the limit, the 413 goes out if the app has not started answering, and the app is
-    told the client went away. The 413 closes the connection, as the rest of the body is never
-    read.
+    told the client went away. The 413 closes the connection, since the rest of the body is
+    never read (LimitedHttpToolsProtocol closes it lingering).
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
