@@ -1,5 +1,7 @@
-/* Widget Store: the store page, the sandbox payment page, the order tracker and the operator
- * panel, in plain JavaScript.
+/* Widget Store: the store page, the payment page (the sandbox provider's Pay and Decline in demo
+ * mode; in production the payment id to pay at the real provider, and a wait for its webhook),
+ * the order tracker and the operator panel, in plain JavaScript. No inline script or style
+ * anywhere: the store's Content-Security-Policy refuses both.
  *
  * Two rules shape this file:
  * - Never lose the shopper's place. The checkout's idempotency key and the current view live in
@@ -20,7 +22,11 @@
   const KEY_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
   const CHECKOUT_STORAGE = "widget-store:checkout";
   const TOKEN_STORAGE = "widget-store:operator-token";
+  // The checkouts this browser started, newest first: production's "Recent orders".
+  const RECENT_STORAGE = "widget-store:recent-checkouts";
+  const RECENT_KEEP = 10;
   const ORDER_POLL_MS = 500;
+  const PAYMENT_POLL_MS = 1000;
   const RECENT_POLL_MS = 1000;
   const OPERATOR_POLL_MS = 1000;
   const STATS_POLL_MS = 1000;
@@ -55,6 +61,9 @@
     currentOrder: null, // {order_id, status} shown in the order view
     operatorToken: "",
     demo: true,
+    // The sandbox provider's Pay and Decline exist (demo mode); null until /health says.
+    sandbox: null,
+    paymentWatch: 0, // the route whose checkout the production payment view is watching
     freshPayment: null, // the payment id POST /checkout just answered: no need to look it up
   };
 
@@ -95,6 +104,46 @@
   function saveCheckout(checkout) {
     state.checkout = checkout;
     writeStorage(window.localStorage, CHECKOUT_STORAGE, checkout ? JSON.stringify(checkout) : null);
+  }
+
+  /**
+   * The checkouts this browser started, newest first, as [{key, order?}]. In production the list
+   * of every order is the operator's, so "Recent orders" shows these, looked up one by one.
+   */
+  function loadRecentCheckouts() {
+    const raw = readStorage(window.localStorage, RECENT_STORAGE);
+    if (!raw) return [];
+    try {
+      const saved = JSON.parse(raw);
+      if (!Array.isArray(saved)) return [];
+      return saved
+        .filter((entry) => entry && typeof entry.key === "string" && KEY_PATTERN.test(entry.key))
+        .map(({ key, order }) => (Number.isInteger(order) ? { key, order } : { key }))
+        .slice(0, RECENT_KEEP);
+    } catch {
+      return [];
+    }
+  }
+
+  function saveRecentCheckouts(entries) {
+    writeStorage(window.localStorage, RECENT_STORAGE, JSON.stringify(entries.slice(0, RECENT_KEEP)));
+  }
+
+  /** Called once the store confirmed the checkout exists (and, when known, its order). */
+  function rememberCheckout(key, order) {
+    const entries = loadRecentCheckouts();
+    const found = entries.find((entry) => entry.key === key);
+    if (found) {
+      if (!Number.isInteger(order) || found.order === order) return;
+      found.order = order;
+    } else {
+      entries.unshift(Number.isInteger(order) ? { key, order } : { key });
+    }
+    saveRecentCheckouts(entries);
+  }
+
+  function forgetCheckout(key) {
+    saveRecentCheckouts(loadRecentCheckouts().filter((entry) => entry.key !== key));
   }
 
   /** The URL wins over storage: a link or a reload with a key continues that checkout. */
@@ -368,7 +417,11 @@
     for (const view of document.querySelectorAll("[data-view]")) {
       view.hidden = view.dataset.view !== name;
     }
-    const titles = { store: "Widget Store", pay: "Pay · SandboxPay", order: "Your order · Widget Store" };
+    const titles = {
+      store: "Widget Store",
+      pay: state.sandbox === false ? "Pay · Widget Store" : "Pay · SandboxPay",
+      order: "Your order · Widget Store",
+    };
     document.title = titles[name] || "Widget Store";
     if (focus) {
       const heading = document.querySelector(`[data-view="${name}"] h1, [data-view="${name}"] h2`);
@@ -412,9 +465,11 @@
         const checkout = adoptCheckout(validKey, { payment });
         showView("pay", focus);
         renderPay(checkout);
-        // After a reload or a return visit the checkout may have ended meanwhile (timed out,
-        // paid in another tab): ask the store. A payment page just handed out needs no check.
-        if (payment !== state.freshPayment) lookUpCheckout(validKey, token);
+        // Production: the shopper pays at the provider; watch for its webhook's effect.
+        // Demo: after a reload or a return visit the checkout may have ended meanwhile (timed
+        // out, paid in another tab): ask the store. A payment page just handed out needs no check.
+        if (state.sandbox === false) watchPayment(validKey, token);
+        else if (payment !== state.freshPayment) lookUpCheckout(validKey, token);
         return;
       }
       case "order": {
@@ -541,6 +596,7 @@
     if (answer.status === 200) {
       const payment = answer.text.trim();
       adoptCheckout(key, { payment });
+      rememberCheckout(key);
       setNotice(message, "");
       state.freshPayment = payment;
       go("pay", { key, payment }, { replace: true });
@@ -595,6 +651,7 @@
   function renderPayEnded(checkout) {
     const ended = Boolean(checkout.ended);
     el["pay-ended"].hidden = !ended;
+    el["pay-waiting"].hidden = ended || el["view-pay"].dataset.mode !== "provider";
     el["pay-cancel-row"].hidden = ended;
     el["pay-see-order"].hidden = !(ended && Number.isInteger(checkout.pendingOrder));
   }
@@ -609,6 +666,7 @@
     }
     if (!answer.ok || !answer.data || !state.checkout || state.checkout.key !== key) return null;
     const found = answer.data;
+    rememberCheckout(key, found.order_id);
     const checkout = adoptCheckout(key, { pendingOrder: found.order_id });
     if (token === state.routeToken && parseRoute()?.view === "pay" && found.status !== "PENDING") {
       if (!checkout.ended) {
@@ -660,6 +718,7 @@
     if (answer.status === 200) {
       const order = Number.parseInt(answer.text.trim(), 10);
       adoptCheckout(key, { order, pendingOrder: order, cancelled: true });
+      rememberCheckout(key, order);
       announce(`Order ${order} cancelled. The widget is back in stock.`);
       go("order", { id: order, key }, { replace: true });
       return;
@@ -713,6 +772,7 @@
     if (answer.status === 200) {
       const order = Number.parseInt(answer.text.trim(), 10);
       adoptCheckout(key, { order });
+      rememberCheckout(key, order);
       go("order", { id: order, key }, { replace: true });
       return;
     }
@@ -724,6 +784,59 @@
       el.decline.disabled = false;
       el["cancel-order"].disabled = false;
       setNotice(message, `The payment did not go through: ${detailOf(answer)}`, "error");
+    }
+  }
+
+  /**
+   * Demo mode: the sandbox provider's page, Pay and Decline. Production (no sandbox): the payment
+   * id, to pay at the real provider, and a wait for its webhook; no button that would call
+   * /sandbox. Neither until /health has said which.
+   */
+  function renderPayMode() {
+    const mode = state.sandbox === null ? "" : state.sandbox ? "sandbox" : "provider";
+    const view = el["view-pay"];
+    if (view.dataset.mode === mode) return;
+    view.dataset.mode = mode;
+    for (const node of view.querySelectorAll("[data-sandbox-only]")) node.hidden = mode !== "sandbox";
+    for (const node of view.querySelectorAll("[data-provider-only]")) node.hidden = mode !== "provider";
+    el["pay-title"].textContent = mode === "provider" ? "Complete your payment" : "Confirm your payment";
+    if (!view.hidden) document.title = mode === "provider" ? "Pay · Widget Store" : "Pay · SandboxPay";
+    renderPayEnded(state.checkout || {});
+  }
+
+  /**
+   * Production's payment view: poll GET /checkout/{key} until the provider's webhook has settled
+   * the checkout (or it was cancelled, or timed out), then show the order.
+   */
+  async function watchPayment(key, token) {
+    if (state.paymentWatch === token) return;
+    state.paymentWatch = token;
+    while (token === state.routeToken) {
+      let answer = null;
+      try {
+        answer = await api(`/checkout/${encodeURIComponent(key)}`);
+      } catch {
+        answer = null;
+      }
+      if (token !== state.routeToken) return;
+      // The shopper's own cancel, in flight, moves on to the order itself.
+      const cancelling = el["cancel-order"].getAttribute("aria-busy") === "true";
+      if (answer && answer.ok && answer.data && !cancelling) {
+        const found = answer.data;
+        rememberCheckout(key, found.order_id);
+        adoptCheckout(key, { pendingOrder: found.order_id });
+        if (found.status !== "PENDING") {
+          adoptCheckout(key, { order: found.order_id });
+          go("order", { id: found.order_id, key }, { replace: true });
+          return;
+        }
+      } else if (answer && answer.status === 404) {
+        adoptCheckout(key, { ended: true });
+        setNotice(el["pay-message"], `The store does not know this checkout: ${detailOf(answer)}`, "error");
+        renderPayEnded(state.checkout);
+        return;
+      }
+      await sleep(PAYMENT_POLL_MS);
     }
   }
 
@@ -842,6 +955,7 @@
     if (answer.status === 200) {
       const order = Number.parseInt(answer.text.trim(), 10);
       adoptCheckout(checkout.key, { order, pendingOrder: order, cancelled: true });
+      rememberCheckout(checkout.key, order);
       setNotice(message, "Order cancelled: the widget is back in stock.", "ok");
       refreshCurrentOrder(order, token);
       return;
@@ -962,16 +1076,63 @@
     markCurrentInRecent();
   }
 
+  // This browser's orders as last read; a settled one (dispatched, cancelled) is not read again.
+  const ownOrders = new Map();
+
+  async function ownOrder(entry) {
+    let id = entry.order;
+    try {
+      if (!Number.isInteger(id)) {
+        const answer = await api(`/checkout/${encodeURIComponent(entry.key)}`);
+        if (answer.status === 404) forgetCheckout(entry.key); // gone from the store
+        if (!answer.ok || !answer.data) return null;
+        id = answer.data.order_id;
+        rememberCheckout(entry.key, id);
+      }
+      const known = ownOrders.get(id);
+      if (known && FINAL.has(statusName(known))) return known;
+      const answer = await api(`/order/${id}`);
+      if (answer.status === 404) forgetCheckout(entry.key);
+      if (answer.ok && answer.data) ownOrders.set(id, answer.data);
+    } catch (error) {
+      if (!(error instanceof NetworkError)) throw error;
+    }
+    return ownOrders.get(id) || null;
+  }
+
+  /**
+   * Demo mode: the store's latest orders. Production, where that list is the operator's: the
+   * orders of the checkouts this browser started.
+   */
   async function refreshRecent() {
-    const answer = await api("/orders?limit=10");
-    if (answer.ok && Array.isArray(answer.data)) renderRecent(answer.data);
+    if (!state.health) return; // which list depends on the mode
+    if (state.demo) {
+      const answer = await api("/orders?limit=10");
+      if (answer.ok && Array.isArray(answer.data)) renderRecent(answer.data);
+      return;
+    }
+    const orders = await Promise.all(loadRecentCheckouts().map(ownOrder));
+    renderRecent(orders.filter(Boolean).sort((a, b) => b.order_id - a.order_id));
   }
 
   /* --------------------------------------------------------- operator panel */
 
   function renderHealth(health) {
+    const first = !state.health;
     state.health = health;
     state.demo = health.demo !== false;
+    const sandbox = typeof health.sandbox === "boolean" ? health.sandbox : state.demo;
+    if (sandbox !== state.sandbox) {
+      state.sandbox = sandbox;
+      renderPayMode();
+      const checkout = state.checkout;
+      if (!sandbox && parseRoute()?.view === "pay" && checkout && checkout.payment) {
+        watchPayment(checkout.key, state.routeToken);
+      }
+    }
+    el["recent-title"].textContent = state.demo ? "Recent orders" : "Your recent orders";
+    el["recent-empty"].textContent = state.demo ? "No orders yet." : "No orders from this browser yet.";
+    if (first) recentPoller.now();
     el["restart-count"].textContent = String(health.restart_count);
     const started = parseTime(health.started_at);
     const since = el["started-at"];
@@ -1682,9 +1843,10 @@
 
   const operatorPoller = poller(refreshOperator, OPERATOR_POLL_MS);
   const statsPoller = poller(refreshStats, STATS_POLL_MS);
+  const recentPoller = poller(refreshRecent, RECENT_POLL_MS);
   const pollers = [
     poller(refreshProduct, PRODUCT_POLL_MS),
-    poller(refreshRecent, RECENT_POLL_MS),
+    recentPoller,
     operatorPoller,
     statsPoller,
   ];
