@@ -54,7 +54,12 @@ def test_every_answer_has_the_security_headers(shared_server: StoreServer) -> No
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert_security_headers(page)
-        for path in ("/static/app.js", "/static/app.css", "/static/logo.svg", "/static/docs.js"):
+        for path in (
+            "/static/js/main.js",
+            "/static/app.css",
+            "/static/logo.svg",
+            "/static/docs.js",
+        ):
             answer = client.get(path)
             assert answer.status_code == 200, path
             assert_security_headers(answer)
@@ -162,7 +167,7 @@ def test_production_mode_guards_and_headers(make_server: MakeServer) -> None:
     operator = {"Authorization": "Bearer t"}
     with server.client() as client:
         assert_security_headers(client.get("/"))
-        assert_security_headers(client.get("/static/app.js"))
+        assert_security_headers(client.get("/static/js/main.js"))
         assert_security_headers(client.get("/product"))
         assert_security_headers(client.get("/docs"), DOCS_CONTENT_SECURITY_POLICY)
         for headers in CROSS_SITE:
