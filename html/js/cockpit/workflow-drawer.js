@@ -1,6 +1,6 @@
 /* The workflow drawer: a modal dialog with one workflow's checkpointed steps (an operator
  * route), refreshed on demand; closing it puts focus back where the operator was. */
-import { api, detailOf, isAwayStatus } from "../net/api.js";
+import { detailOf, isAwayStatus, tryGet } from "../net/api.js";
 import { el, setBusy, setNotice } from "../shared/dom.js";
 import { clock, plural } from "../shared/format.js";
 import { stepItem } from "./workflow-steps.js";
@@ -39,12 +39,7 @@ async function refreshDetail() {
   const token = ++detail.token;
   const button = el["detail-refresh"];
   setBusy(button, true);
-  let answer = null;
-  try {
-    answer = await api(`/workflows/${encodeURIComponent(id)}/steps`, { operator: true });
-  } catch {
-    answer = null;
-  }
+  const answer = await tryGet(`/workflows/${encodeURIComponent(id)}/steps`, { operator: true });
   if (token !== detail.token) return;
   setBusy(button, false);
   const message = el["detail-message"];

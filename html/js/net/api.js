@@ -57,10 +57,10 @@ export async function api(
   return { status: response.status, ok: response.ok, data, text };
 }
 
-/** GET that resolves with null instead of rejecting when no answer came. */
-export async function tryGet(path) {
+/** `api`, resolving with null instead of rejecting when no answer came. */
+export async function tryGet(path, options) {
   try {
-    return await api(path);
+    return await api(path, options);
   } catch {
     return null;
   }

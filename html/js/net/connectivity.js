@@ -13,17 +13,26 @@ const conn = { away: false, awaySince: 0, servingPid: null, crashedPid: null, cr
 /** A request is about to start: its number, for `serverAnswered`. */
 export const requestStarted = () => ++requestSeq;
 
+function announce(restart) {
+  emit(CONNECTION, restart ? { away: conn.away, restart } : { away: conn.away });
+}
+
 export function serverAway() {
   conn.awaySince = requestSeq;
   if (conn.away) return;
   conn.away = true;
-  emit(CONNECTION, { away: true });
+  announce();
 }
 
-export function serverAnswered(seq, restart) {
-  if (!conn.away || seq <= conn.awaySince || conn.crashedPid !== null) return;
+/** Whether request `seq`'s answer ends an away spell: then the store counts as back. */
+function cameBack(seq) {
+  if (!conn.away || seq <= conn.awaySince || conn.crashedPid !== null) return false;
   conn.away = false;
-  emit(CONNECTION, restart ? { away: false, restart } : { away: false });
+  return true;
+}
+
+export function serverAnswered(seq) {
+  if (cameBack(seq)) announce();
 }
 
 /** The crash button was answered: the serving process is about to die. */
@@ -33,12 +42,17 @@ export function expectRestart() {
   serverAway();
 }
 
-/** /health answered: from another process than the crashed one, the store is back. */
+/**
+ * /health answered. From another process than the crashed one, the crash test is over: that
+ * goes out with the CONNECTION event's `restart`, even when a request that failed meanwhile
+ * keeps the store away until the next answer.
+ */
 export function serverSeen(health) {
   if (conn.crashedPid !== null && health.pid !== conn.crashedPid) {
     conn.crashedPid = null;
+    cameBack(requestSeq);
     const seconds = conn.crashedAt ? ((Date.now() - conn.crashedAt) / 1000).toFixed(1) : null;
-    serverAnswered(requestSeq, { health, seconds });
+    announce({ health, seconds });
   }
   conn.servingPid = health.pid;
 }

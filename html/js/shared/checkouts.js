@@ -18,6 +18,9 @@ const RECENT_KEEP = 10;
 let checkout = null; // {key, startedAt?, payment?, order?, pendingOrder?, ended?, cancelled?}
 let freshPayment = null; // the payment id POST /checkout just answered: no need to look it up
 
+/** The store's URL of checkout `key`: GET it, POST it to start it, POST …/cancel. */
+export const checkoutPath = (key) => `/checkout/${encodeURIComponent(key)}`;
+
 /** `value` if it is a well-formed checkout key (or payment id), else null. */
 export const validKey = (value) => (value && KEY_PATTERN.test(value) ? value : null);
 
@@ -122,15 +125,19 @@ export function recordOrder(key, order, fields = {}) {
 export async function findCheckout(key) {
   let answer;
   try {
-    answer = await api(`/checkout/${encodeURIComponent(key)}`);
+    answer = await api(checkoutPath(key));
   } catch {
     return null;
   }
   if (!answer.ok || !answer.data || !checkout || checkout.key !== key) return null;
-  const found = answer.data;
-  rememberCheckout(key, found.order_id);
-  adoptCheckout(key, { pendingOrder: found.order_id });
-  return found;
+  notePendingOrder(key, answer.data.order_id);
+  return answer.data;
+}
+
+/** The store said checkout `key` has order `orderId`, which may still wait for payment. */
+export function notePendingOrder(key, orderId) {
+  rememberCheckout(key, orderId);
+  adoptCheckout(key, { pendingOrder: orderId });
 }
 
 /**
@@ -138,7 +145,7 @@ export async function findCheckout(key) {
  * so retrying after a crash is safe. Resolves with the answer, or null if the view changed.
  */
 export function postCancel(key, token, message) {
-  return postUntilAnswered(`/checkout/${encodeURIComponent(key)}/cancel`, {
+  return postUntilAnswered(`${checkoutPath(key)}/cancel`, {
     token,
     message,
     waiting: "The store is restarting. Your cancellation will be sent as soon as it is back…",

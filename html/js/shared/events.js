@@ -1,8 +1,9 @@
 /* The page's few events, dispatched on `document`: one module says what happened and any other
  * may listen, so neither needs to know the other.
  *
- *   CONNECTION      {away, restart?}  the store went away, or came back; `restart`, when it came
- *                                     back after the crash button: {health, seconds}
+ *   CONNECTION      {away, restart?}  the store went away, or came back; `restart`, once /health
+ *                                     answers from a new process after the crash button:
+ *                                     {health, seconds} (`away` may still be true then)
  *   HEALTH          {health, demo, sandbox, first}  each answer of GET /health
  *   PRODUCT         {product}         the product as last read (GET /product, POST /restock)
  *   OPERATOR_TOKEN  {}                the operator entered a token

@@ -5,12 +5,13 @@ import { detailOf, orderIdOf, tryGet } from "../net/api.js";
 import { postUntilAnswered, sleep } from "../net/retry.js";
 import {
   adoptCheckout,
+  checkoutPath,
   currentCheckout,
   findCheckout,
   isFreshPayment,
+  notePendingOrder,
   postCancel,
   recordOrder,
-  rememberCheckout,
   saveCheckout,
   validKey,
 } from "../shared/checkouts.js";
@@ -163,14 +164,13 @@ async function watchPayment(key, token) {
   if (watching === token) return;
   watching = token;
   while (isCurrentRoute(token)) {
-    const answer = await tryGet(`/checkout/${encodeURIComponent(key)}`);
+    const answer = await tryGet(checkoutPath(key));
     if (!isCurrentRoute(token)) return;
     // The shopper's own cancel, in flight, moves on to the order itself.
     const cancelling = isBusy(el["cancel-order"]);
     if (answer && answer.ok && answer.data && !cancelling) {
       const found = answer.data;
-      rememberCheckout(key, found.order_id);
-      adoptCheckout(key, { pendingOrder: found.order_id });
+      notePendingOrder(key, found.order_id);
       if (found.status !== "PENDING") {
         adoptCheckout(key, { order: found.order_id });
         go("order", { id: found.order_id, key }, { replace: true });

@@ -2,7 +2,12 @@
  * operator's, the orders of the checkouts this browser started. */
 import { NetworkError, api } from "../net/api.js";
 import { poller } from "../net/poller.js";
-import { forgetCheckout, loadRecentCheckouts, rememberCheckout } from "../shared/checkouts.js";
+import {
+  checkoutPath,
+  forgetCheckout,
+  loadRecentCheckouts,
+  rememberCheckout,
+} from "../shared/checkouts.js";
 import { byTestId, el, placeInOrder } from "../shared/dom.js";
 import { HEALTH, ORDER_SHOWN, on } from "../shared/events.js";
 import { ago, parseTime } from "../shared/format.js";
@@ -80,7 +85,7 @@ async function ownOrder(entry) {
   let id = entry.order;
   try {
     if (!Number.isInteger(id)) {
-      const answer = await api(`/checkout/${encodeURIComponent(entry.key)}`);
+      const answer = await api(checkoutPath(entry.key));
       if (answer.status === 404) forgetCheckout(entry.key); // gone from the store
       if (!answer.ok || !answer.data) return null;
       id = answer.data.order_id;

@@ -6,6 +6,7 @@ import { postUntilAnswered } from "../net/retry.js";
 import {
   activeCheckout,
   adoptCheckout,
+  checkoutPath,
   noteFreshPayment,
   rememberCheckout,
   resumeCheckout,
@@ -92,7 +93,7 @@ export function buy() {
 async function runCheckout(key, token) {
   const message = el["store-message"];
   setNotice(message, "Reserving your widget…");
-  const answer = await postUntilAnswered(`/checkout/${encodeURIComponent(key)}`, {
+  const answer = await postUntilAnswered(checkoutPath(key), {
     token,
     message,
     waiting:
