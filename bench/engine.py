@@ -11,10 +11,10 @@ machine and database. Prints a table; asserts nothing.
     python bench/compare.py ...                           # this and load.py in one run, with ratios
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
-the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
+the store's own DBOS configuration (widget_store.dbos_config.dbos_config: application version,
 executor id, 8 executor threads on Postgres, 0.01 s SQLite notification polling, no pool pre-ping on
 Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a
-fresh Postgres database, and the store's garbage-collector settings (widget_store.heap),
+fresh Postgres database, and the store's garbage-collector settings (widget_store.server.heap),
 applied after launch as the store's server does.
 
 The purchase workflow mirrors the store's checkout (widget_store/workflows.py): a place-order
@@ -77,10 +77,10 @@ from bench.common import (
     tick_lateness,
     write_json,
 )
-from widget_store import heap
 from widget_store.config import Settings
-from widget_store.dbos_setup import dbos_config
-from widget_store.schema import DISPATCH_STEPS
+from widget_store.dbos_config import dbos_config
+from widget_store.server import heap
+from widget_store.tables import DISPATCH_STEPS
 from widget_store.testing import Database
 
 PAYMENT_ID, OUTCOME, PAYMENT_STATUS = "payment_id", "outcome", "payment_status"
@@ -285,7 +285,7 @@ def store_settings(database: Database) -> Settings:
 
 
 def use_wal(path: Path) -> None:
-    """As `widget-store migrate` leaves the store's SQLite files (widget_store/migrate.py)."""
+    """As `widget-store migrate` leaves the store's SQLite files (server/migrate.py)."""
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
 

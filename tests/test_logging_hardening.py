@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from widget_store.logs import JsonLineFormatter, TextFormatter
+from widget_store.server.logs import JsonLineFormatter, TextFormatter
 from widget_store.testing import StoreServer
 
 from .conftest import MakeServer

@@ -10,8 +10,8 @@ import uuid
 
 import httpx
 
-from widget_store.security import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 from widget_store.testing import StoreServer
+from widget_store.web.security import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 
 from .conftest import MakeServer
 from .page_helpers import HTML_DIR

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import store
 from .db import Database
-from .schema import OrderStatus
+from .tables import OrderStatus
 
 WINDOW_S = 300
 BUCKET_S = 5

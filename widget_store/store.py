@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .schema import (
+from .tables import (
     RESTOCK_LEVEL,
     WIDGET_ID,
     OrderStatus,

@@ -157,7 +157,7 @@ class StoreServer:
         self.database.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "widget_store.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "widget_store", "serve", "--port", str(self.port)],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

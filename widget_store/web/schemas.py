@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from .schema import OrderStatus
+from ..tables import OrderStatus
 
 
 class ErrorOut(BaseModel):
