@@ -68,7 +68,7 @@ def create_app(
         http = httpx.AsyncClient(
             timeout=60, headers={shoppers.PASS_HEADER: shoppers.shopper_pass(webhook_secret)}
         )
-        # Bound before launch: launch resumes pending workflows, which need all of this.
+        # Bound before launch (runtime.py says why).
         runtime.bind(
             runtime.Runtime(
                 db=db,
@@ -133,7 +133,7 @@ def create_app(
     app.include_router(operator.router)
     if settings.demo:
         app.include_router(demo.router)
-    # Off in production: it pays any order for anyone who knows its payment id.
+    # Never in production (Settings.sandbox says why).
     if settings.sandbox_enabled:
         app.include_router(sandbox.router)
     app.add_exception_handler(StoreError, _store_error)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from ..tables import OrderStatus
+from ..tables import OrderStatus, as_utc
 
 
 class ErrorOut(BaseModel):
@@ -22,12 +22,7 @@ class ProductOut(BaseModel):
     price: float
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; they are UTC (CURRENT_TIMESTAMP)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class OrderOut(BaseModel):
