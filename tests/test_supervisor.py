@@ -12,7 +12,7 @@ import pytest
 from widget_store.server.supervisor import Backoff
 from widget_store.testing import wait_until
 
-from .conftest import MakeServer
+from .support import MakeServer
 
 pytestmark = pytest.mark.crash
 

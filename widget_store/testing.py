@@ -106,6 +106,10 @@ class Database:
         finally:
             engine.dispose()
 
+    def inventory(self) -> int:
+        """The widget's stock, read from the products table."""
+        return int(self.execute("SELECT inventory FROM products")[0][0])
+
     def drop(self) -> None:
         if self._admin_url is None or self.url is None:
             return
