@@ -1,4 +1,5 @@
-"""Response bodies, so /docs shows the real shapes and FastAPI checks what goes out."""
+"""Request and response bodies, so /docs shows the real shapes and FastAPI checks what comes in
+and goes out."""
 
 from __future__ import annotations
 
