@@ -3,12 +3,12 @@ memory and the latency of new checkouts meanwhile; (b) dispatch workflows in fli
 late their 1 s ticks run, beside DBOS alone on the same counts. Prints tables; exits 1 only if
 the waiting checkouts did not all end correctly.
 
-    python bench/capacity.py                   # SQLite: 2,000 waiting; 50..400 dispatching
-    python bench/capacity.py --waiting 10000   # the target
-    python bench/capacity.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/capacity.py --waiting 0 --dispatch-counts 50,100,200,400,800   # (b) only
-    python bench/capacity.py --waiting 2000 --dispatch-counts ""                # (a) only
-    python bench/capacity.py --json bench/results/capacity-sqlite.json
+    python -m bench.capacity                   # SQLite: 2,000 waiting; 50..400 dispatching
+    python -m bench.capacity --waiting 10000   # the target
+    python -m bench.capacity --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.capacity --waiting 0 --dispatch-counts 50,100,200,400,800   # (b) only
+    python -m bench.capacity --waiting 2000 --dispatch-counts ""                # (a) only
+    python -m bench.capacity --json bench/results/capacity-sqlite.json
 
 (a) A store of its own (fresh database, a million widgets, a one-hour payment timeout) gets
 --waiting checkouts that are never paid, --concurrency at a time. At 0, 1/4, 1/2, 3/4 and all of
@@ -31,7 +31,7 @@ did, each tick would be due 1 s after its sleep began). The dispatch's overrun i
 tick's completion minus (paid_at + 10 s). The largest count whose tick p99 lateness is at most
 1 s is reported; counts stop at the first one past it. Paying a large round takes a while
 itself, so each round also reports the most dispatches that really overlapped (from each one's
-payment to its last tick). Then `engine.py --mode ticks` measures
+payment to its last tick). Then `python -m bench.engine --mode ticks` measures
 bare DBOS dispatch workflows (the same schedule, empty steps) on the same counts and database.
 """
 
@@ -43,40 +43,26 @@ import random
 import sys
 import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CHECKOUT,
-    DECLINE,
-    LATENESS_HEADERS,
-    PAY,
-    PLENTY,
-    WEBHOOK,
-    Dispatch,
-    Recorder,
-    Step,
-    add_database_args,
-    bounded_gather,
-    cpu_seconds,
-    epoch,
-    int_list,
-    inventory,
-    lateness_cells,
-    lateness_summary,
-    memory_mib,
-    order_counts,
-    print_table,
-    run_script,
-    store_server,
-    tick_lateness,
-    write_json,
-)
-from bench.load import StoreShopper, http_client, new_key
 from widget_store.testing import Database, StoreServer, wait_until
 from widget_store.workflows import checkout_workflow_id, dispatch_workflow_id
+
+from .cli import add_database_args, int_list, run_script
+from .lateness import (
+    LATENESS_HEADERS,
+    Dispatch,
+    Step,
+    epoch,
+    lateness_cells,
+    lateness_summary,
+    tick_lateness,
+)
+from .load import StoreShopper, http_client, new_key
+from .loadgen import CHECKOUT, DECLINE, PAY, WEBHOOK, Recorder, bounded_gather
+from .report import print_table, write_json
+from .resources import cpu_seconds, memory_mib
+from .servers import PLENTY, order_counts, store_server
 
 TICK_S = 1.0
 FINAL = ("DISPATCHED", "CANCELLED")
@@ -191,7 +177,7 @@ async def waiting_part(server: StoreServer, args: argparse.Namespace) -> dict[st
     # A checkout whose webhook failed waits the full hour: then only the paid ones are awaited.
     timeout = args.settle_timeout if not errors else 20.0
     counts = await asyncio.to_thread(wait_final, server.database, timeout)
-    problems = check_final(counts, answered, inventory(server.database), errors)
+    problems = check_final(counts, answered, server.database.inventory(), errors)
     return {
         "levels": levels,
         "peak_rss_mib": peak,
@@ -309,7 +295,7 @@ def engine_ticks(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = ",".join(str(c) for c in args.dispatch_counts)
     command = ["--mode", "ticks", "--counts", counts, "--backend", args.backend]
     rounds: list[dict[str, Any]] = run_script(
-        "engine.py", [*command, "--postgres-url", args.postgres_url]
+        "engine", [*command, "--postgres-url", args.postgres_url]
     )["rounds"]
     return rounds
 

@@ -2,9 +2,9 @@
 Postgres restarted under it; then every invariant of the contract is checked. Exits non-zero
 if anything was lost or any invariant broke.
 
-    python bench/chaos.py                              # SQLite, 60 s, 16 shoppers
-    python bench/chaos.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1/postgres
-    python bench/chaos.py --duration 30 --shoppers 8 --seed 3 --tick 0.2
+    python -m bench.chaos                              # SQLite, 60 s, 16 shoppers
+    python -m bench.chaos --backend postgres --postgres-url postgresql://postgres@127.0.0.1/postgres
+    python -m bench.chaos --duration 30 --shoppers 8 --seed 3 --tick 0.2
 
 The store runs in a subprocess (widget_store.testing.StoreServer) on a fresh database, with a
 short payment timeout (5 s: abandoned checkouts must time out many times within the run) and,
@@ -64,9 +64,9 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from widget_store.testing import Database, StoreServer, signature, temp_dir, wait_until
 
-from bench.chaos_audit import (
+from .chaos_audit import (
     RESTOCK_LEVEL,
     RETRY_PAUSE_S,
     SETTLE_WITHIN_S,
@@ -77,7 +77,6 @@ from bench.chaos_audit import (
     check_ledger,
     period_prefix,
 )
-from widget_store.testing import Database, StoreServer, signature, temp_dir, wait_until
 
 # A period admits a few more checkouts than there are widgets, so out of stock is exercised.
 PERIOD_BUDGET = 140

@@ -2,12 +2,12 @@
 process of its own, one after the other; prints both tables and the store/engine ratios of the
 steady state. Asserts nothing.
 
-    python bench/compare.py                               # SQLite, 32 shoppers, 60 s, closed loop
-    python bench/compare.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/compare.py --shoppers 8 --duration 30
-    python bench/compare.py --mode open --rate 20
-    python bench/compare.py --json bench/results/compare-sqlite.json
-    python bench/compare.py --rounds 3                    # 3 pairs: medians, range of ratios
+    python -m bench.compare                               # SQLite, 32 shoppers, 60 s, closed loop
+    python -m bench.compare --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.compare --shoppers 8 --duration 30
+    python -m bench.compare --mode open --rate 20
+    python -m bench.compare --json bench/results/compare-sqlite.json
+    python -m bench.compare --rounds 3                    # 3 pairs: medians, range of ratios
 
 A ratio above 1 on a latency or on CPU per purchase (below 1 on purchases a second) is what the
 store adds on top of DBOS: HTTP, FastAPI, its own tables and SQL. The engine's CPU includes its
@@ -22,22 +22,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    add_load_args,
-    forward_load_args,
-    print_table,
-    ratio,
-    run_script,
-    steady,
-    write_json,
-)
+from .cli import add_load_args, forward_load_args, run_script
+from .report import print_table, steady, write_json
+from .stats import ratio
 
 Result = dict[str, Any]
 
@@ -56,7 +46,7 @@ def run_pair(args: argparse.Namespace, **overrides: Any) -> tuple[Result, Result
     """load.py and engine.py on the same load (the arguments, with any overrides)."""
     forwarded = forward_load_args(args, **overrides)
     engine_args = [*forwarded, "--dispatch", getattr(args, "engine_dispatch", "naive")]
-    return run_script("load.py", forwarded), run_script("engine.py", engine_args)
+    return run_script("load", forwarded), run_script("engine", engine_args)
 
 
 def comparison(pairs: list[tuple[Result, Result]]) -> list[list[Any]]:

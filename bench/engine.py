@@ -2,19 +2,19 @@
 store tables), so that load.py's figures can be read against what DBOS itself can do on this
 machine and database. Prints a table; asserts nothing.
 
-    python bench/engine.py                                # SQLite, 32 callers, 60 s
-    python bench/engine.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/engine.py --dispatch none                # the checkout workflow alone
-    python bench/engine.py --dispatch sleep               # a DBOS.sleep step before each tick
-    python bench/engine.py --mode open --rate 20
-    python bench/engine.py --mode ticks --counts 50,100,200,400   # bare dispatch workflows at once
-    python bench/compare.py ...                           # this and load.py in one run, with ratios
+    python -m bench.engine                                # SQLite, 32 callers, 60 s
+    python -m bench.engine --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.engine --dispatch none                # the checkout workflow alone
+    python -m bench.engine --dispatch sleep               # a DBOS.sleep step before each tick
+    python -m bench.engine --mode open --rate 20
+    python -m bench.engine --mode ticks --counts 50,100,200,400   # bare dispatch workflows at once
+    python -m bench.compare ...                           # this and load.py in one run, with ratios
 
 DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
-the store's own DBOS configuration (widget_store.dbos_setup.dbos_config: application version,
+the store's own DBOS configuration (widget_store.dbos_config.dbos_config: application version,
 executor id, 8 executor threads on Postgres, 0.01 s SQLite notification polling, no pool pre-ping on
 Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a
-fresh Postgres database, and the store's garbage-collector settings (widget_store.heap),
+fresh Postgres database, and the store's garbage-collector settings (widget_store.server.heap),
 applied after launch as the store's server does.
 
 The purchase workflow mirrors the store's checkout (widget_store/workflows.py): a place-order
@@ -29,7 +29,7 @@ get_event_async(payment_id); webhook = send_async(status) + get_event_async(outc
 --dispatch naive is the seed's structure, the ceiling the store is held against (compare.py's
 default): create-order and reserve steps, and a DBOS.sleep before each tick.
 The mix, the closed and open loops and the steady-state window are
-load.py's (see bench/common.py).
+load.py's (bench/loadgen.py).
 
 --mode ticks: start --counts bare dispatch workflows at once and report how late their ticks
 ran against the 1 s schedule (capacity.py compares the store's dispatch with it).
@@ -43,7 +43,6 @@ import itertools
 import logging
 import os
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -53,35 +52,26 @@ from typing import Any, TypedDict
 
 from dbos import DBOS, SetWorkflowID
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from widget_store.config import Settings
+from widget_store.dbos_config import dbos_config
+from widget_store.server import heap
+from widget_store.tables import DISPATCH_STEPS
+from widget_store.testing import Database
 
-from bench.common import (
-    CHECKOUT,
+from .cli import add_load_args, int_list
+from .lateness import (
     DISPATCH_TICK_NAME,
     LATENESS_HEADERS,
-    LOAD_PAYMENT_TIMEOUT_S,
-    WEBHOOK,
-    CpuMeter,
-    Recorder,
     Step,
-    add_load_args,
     epoch,
-    fresh_database,
-    int_list,
     lateness_cells,
     lateness_summary,
-    print_load_report,
-    print_table,
-    run_metered,
-    shop,
     tick_lateness,
-    write_json,
 )
-from widget_store import heap
-from widget_store.config import Settings
-from widget_store.dbos_setup import dbos_config
-from widget_store.schema import DISPATCH_STEPS
-from widget_store.testing import Database
+from .loadgen import CHECKOUT, LOAD_PAYMENT_TIMEOUT_S, WEBHOOK, Recorder, shop
+from .report import print_load_report, print_table, write_json
+from .resources import CpuMeter, run_metered
+from .servers import fresh_database
 
 PAYMENT_ID, OUTCOME, PAYMENT_STATUS = "payment_id", "outcome", "payment_status"
 WAIT_S = 30.0  # as the store's routes wait
@@ -285,7 +275,7 @@ def store_settings(database: Database) -> Settings:
 
 
 def use_wal(path: Path) -> None:
-    """As `widget-store migrate` leaves the store's SQLite files (widget_store/migrate.py)."""
+    """In WAL mode, as `widget-store migrate` leaves the store's SQLite files."""
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
 

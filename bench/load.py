@@ -1,13 +1,13 @@
 """How fast the store sells under load: purchases a second, and the latency of its two hot
 endpoints, with the server's CPU and memory. Prints a table; asserts nothing.
 
-    python bench/load.py                                  # SQLite, 32 shoppers, 60 s, closed loop
-    python bench/load.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/load.py --shoppers 8 --duration 30
-    python bench/load.py --mode open --rate 20            # 20 purchases a second, Poisson arrivals
-    python bench/load.py --url http://127.0.0.1:8000 --secret $WIDGET_STORE_WEBHOOK_SECRET
-    python bench/load.py --json bench/results/load-sqlite.json
-    python bench/load.py --backend postgres --instances 2  # two store processes, one database
+    python -m bench.load                                  # SQLite, 32 shoppers, 60 s, closed loop
+    python -m bench.load --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.load --shoppers 8 --duration 30
+    python -m bench.load --mode open --rate 20            # 20 purchases a second, Poisson arrivals
+    python -m bench.load --url http://127.0.0.1:8000 --secret $WIDGET_STORE_WEBHOOK_SECRET
+    python -m bench.load --json bench/results/load-sqlite.json
+    python -m bench.load --backend postgres --instances 2  # two store processes, one database
 
 Without --url the script starts a store of its own (`widget-store serve` under its supervisor,
 on a fresh SQLite folder or a fresh Postgres database, dropped afterwards), with a 10 s payment
@@ -45,31 +45,19 @@ import asyncio
 import contextlib
 import os
 import random
-import sys
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CHECKOUT,
-    LOAD_PAYMENT_TIMEOUT_S,
-    WEBHOOK,
-    CpuMeter,
-    Recorder,
-    add_load_args,
-    print_load_report,
-    run_metered,
-    shop,
-    store_processes,
-    store_server,
-    write_json,
-)
 from widget_store.testing import StoreServer, signature
+
+from .cli import add_load_args
+from .loadgen import CHECKOUT, LOAD_PAYMENT_TIMEOUT_S, WEBHOOK, Recorder, shop
+from .report import print_load_report, write_json
+from .resources import CpuMeter, run_metered, store_processes
+from .servers import store_server
 
 
 def new_key() -> str:

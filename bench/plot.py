@@ -1,10 +1,10 @@
 """Purchases a second and p99 latency against concurrent shoppers, the store beside the
 engine's ceiling (DBOS alone), in one PNG; the figures also go to a JSON file and a table.
 
-    python bench/plot.py                                  # SQLite: 1, 8, 32 shoppers, 60 s each
-    python bench/plot.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
-    python bench/plot.py --shoppers 1,8,32,64 --duration 30
-    python bench/plot.py --input bench/results/sweep-sqlite.json   # plot saved results again
+    python -m bench.plot                                  # SQLite: 1, 8, 32 shoppers, 60 s each
+    python -m bench.plot --backend postgres --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+    python -m bench.plot --shoppers 1,8,32,64 --duration 30
+    python -m bench.plot --input bench/results/sweep-sqlite.json   # plot saved results again
 
 At each shopper count it runs compare.py's pair (load.py, then engine.py; closed loop) and
 takes the steady state. Writes <out-dir>/sweep-<backend>.json and <out-dir>/sweep-<backend>.png
@@ -16,26 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    ENDPOINTS,
-    RESULTS_DIR,
-    add_load_args,
-    int_list,
-    print_table,
-    ratio,
-    steady,
-    write_json,
-)
-from bench.compare import run_pair
+from .cli import add_load_args, int_list
+from .compare import run_pair
+from .loadgen import ENDPOINTS
+from .report import RESULTS_DIR, print_table, steady, write_json
+from .stats import ratio
 
 # Line style by kind; colour by endpoint.
 KINDS = {"store": "o-", "engine": "s--"}

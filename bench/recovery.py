@@ -1,8 +1,8 @@
 """How fast the store comes back: seconds from a crash to serving again, and from a crash to
 the first recovered workflow's next step. Prints a table; asserts nothing.
 
-    python bench/recovery.py                     # SQLite, 10 crashes
-    python bench/recovery.py --backend postgres --postgres-url postgresql://postgres@127.0.0.1/postgres
+    python -m bench.recovery                     # SQLite, 10 crashes
+    python -m bench.recovery --backend postgres --postgres-url postgresql://postgres@127.0.0.1/postgres
 
 Each round: a paid order is mid-dispatch (1 s ticks), the crash button is pressed, and the
 script times (a) until /health answers from a new process and (b) until the dispatch

@@ -3,30 +3,22 @@
 Set WIDGET_STORE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres) to run
 the Postgres leg; each server then gets a fresh database, dropped afterwards. Without it the
 Postgres leg is reported as skipped, unless WIDGET_STORE_TEST_REQUIRE_POSTGRES=1 (CI) makes
-that a failure.
+that a failure. The browser tests' fixtures are in browser/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from widget_store.testing import POSTGRES_URL_ENV, Database, StoreServer, temp_dir
+from widget_store.testing import POSTGRES_URL_ENV, Database, StoreServer
 
-from .page_helpers import ShopFactory, launch_browser, shop_contexts
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+from .support import FAST_TICK, MakeServer
 
 BACKENDS = ["sqlite", "postgres"]
-# Most tests tick dispatch five times a second; the contract's 1 s tick is covered once.
-FAST_TICK = {"WIDGET_STORE_DISPATCH_TICK_S": "0.2"}
-
-MakeServer = Callable[..., StoreServer]
 
 
 def _postgres_url() -> str | None:
@@ -74,21 +66,11 @@ def make_server(backend: str, tmp_path: Path) -> Iterator[MakeServer]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def shared_server(request: pytest.FixtureRequest) -> Iterator[StoreServer]:
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreServer]:
     """One server per module and backend, for tests that only add orders of their own keys."""
     _skip_unless_available(request.param)
-    make, servers = _make_servers(str(request.param), temp_dir())
+    make, servers = _make_servers(str(request.param), tmp_path_factory.mktemp("shared"))
     yield make()
     _close(servers)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Debian Chromium per browser-test module (it skips where there is none)."""
-    yield from launch_browser()
-
-
-@pytest.fixture
-def shop_factory(browser: Browser, backend: str) -> Iterator[ShopFactory]:
-    """Shops (fresh browser contexts) on demand, all closed at the end."""
-    yield from shop_contexts(browser, backend)

@@ -14,35 +14,20 @@ import pytest
 from widget_store.payments import TOLERANCE_S
 from widget_store.testing import StoreServer, signature, wait_until
 
-from .conftest import MakeServer
-
-PENDING, PAID, DISPATCHED, CANCELLED = 0, 2, 1, -1
-
-
-def new_key() -> str:
-    return f"test-{uuid.uuid4().hex}"
+from .support import (
+    CANCELLED,
+    DISPATCHED,
+    PAID,
+    PENDING,
+    MakeServer,
+    new_key,
+    orders_for_key,
+    wait_status,
+)
 
 
 def inventory(client: httpx.Client) -> int:
     return int(client.get("/product").json()["inventory"])
-
-
-def order_for_key(server: StoreServer, key: str) -> list[tuple[int, int]]:
-    """(order_id, status) of every order a checkout key made: the contract allows at most one."""
-    rows = server.database.execute(
-        "SELECT order_id, order_status FROM orders WHERE checkout_id = :id", id=f"checkout:{key}"
-    )
-    return [(row[0], row[1]) for row in rows]
-
-
-def wait_status(client: httpx.Client, order_id: int, status: int, timeout: float = 30) -> dict:
-    return wait_until(
-        lambda: (
-            (o := client.get(f"/order/{order_id}").json())["order_status"] == status and o or None
-        ),
-        timeout=timeout,
-        what=f"order {order_id} to reach status {status}",
-    )
 
 
 def test_product(shared_server: StoreServer) -> None:
@@ -82,7 +67,7 @@ def test_same_key_gives_same_payment_id_and_one_order(shared_server: StoreServer
     assert first.status_code == second.status_code == 200
     assert first.headers["content-type"].startswith("text/plain")
     assert first.text == second.text and len(first.text) == 32
-    assert len(order_for_key(shared_server, key)) == 1
+    assert len(orders_for_key(shared_server, key)) == 1
     assert stock == 99
 
 
@@ -116,7 +101,7 @@ def test_paid_checkout_reaches_dispatched_with_ten_ticks(shared_server: StoreSer
         paid = shared_server.pay(client, payment_id, "paid")
         assert paid.status_code == 200, paid.text
         order_id = int(paid.text)
-        assert order_for_key(shared_server, key) == [
+        assert orders_for_key(shared_server, key) == [
             (order_id, client.get(f"/order/{order_id}").json()["order_status"])
         ]
         seen = []
@@ -303,7 +288,7 @@ async def test_twenty_shoppers_race_for_the_last_five(make_server: MakeServer) -
         a.json()["detail"].startswith("Out of stock") for a in answers if a.status_code == 404
     )
     assert stock == 0
-    statuses = sorted(status for key in keys for _, status in order_for_key(server, key))
+    statuses = sorted(status for key in keys for _, status in orders_for_key(server, key))
     assert statuses == [CANCELLED] * 15 + [PENDING] * 5
 
 
@@ -315,7 +300,7 @@ def test_sold_out_answers_404_every_time(make_server: MakeServer) -> None:
         first = client.post(f"/checkout/{key}")
         again = client.post(f"/checkout/{key}")
     assert first.status_code == again.status_code == 404
-    assert len(order_for_key(server, key)) == 1
+    assert len(orders_for_key(server, key)) == 1
 
 
 def test_payment_timeout_cancels_and_restocks(make_server: MakeServer) -> None:

@@ -15,17 +15,16 @@ from typing import Any
 
 import pytest
 
-from bench.common import Dispatch, peak_in_flight
+from bench.lateness import Dispatch, peak_in_flight
 from widget_store.testing import POSTGRES_URL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
 SHORT_LOAD = ["--duration", "5", "--warmup", "2"]
 
 
 def run_bench(script: str, *args: str, out: Path) -> tuple[str, dict[str, Any]]:
-    """Run bench/<script> with --json `out`; its stdout and results."""
-    command = [sys.executable, str(BENCH / script), *args, "--json", str(out)]
+    """Run `python -m bench.<script>` with --json `out`; its stdout and results."""
+    command = [sys.executable, "-m", f"bench.{script}", *args, "--json", str(out)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     results: dict[str, Any] = json.loads(out.read_text())
@@ -46,7 +45,7 @@ def assert_sold_without_errors(stdout: str, result: dict[str, Any]) -> None:
 @pytest.mark.timeout(300)
 def test_load_closed_loop(backend: str, tmp_path: Path) -> None:
     stdout, result = run_bench(
-        "load.py", *database_args(backend), *SHORT_LOAD, "--shoppers", "4", out=tmp_path / "r.json"
+        "load", *database_args(backend), *SHORT_LOAD, "--shoppers", "4", out=tmp_path / "r.json"
     )
     assert_sold_without_errors(stdout, result)
     assert {"server", "supervisor"} <= set(result["resources"]["cpu_s"])
@@ -57,7 +56,7 @@ def test_load_two_instances(tmp_path: Path) -> None:
     if not os.environ.get(POSTGRES_URL_ENV):
         pytest.skip("several instances share a Postgres database")
     stdout, result = run_bench(
-        "load.py",
+        "load",
         *database_args("postgres"),
         *SHORT_LOAD,
         "--shoppers",
@@ -74,7 +73,7 @@ def test_load_two_instances(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_load_open_loop(tmp_path: Path) -> None:
     stdout, result = run_bench(
-        "load.py", "--mode", "open", "--rate", "5", *SHORT_LOAD, out=tmp_path / "r.json"
+        "load", "--mode", "open", "--rate", "5", *SHORT_LOAD, out=tmp_path / "r.json"
     )
     assert_sold_without_errors(stdout, result)
     assert result["mode"] == "open"
@@ -83,7 +82,7 @@ def test_load_open_loop(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_engine(backend: str, tmp_path: Path) -> None:
     stdout, result = run_bench(
-        "engine.py",
+        "engine",
         *database_args(backend),
         *SHORT_LOAD,
         "--shoppers",
@@ -97,7 +96,7 @@ def test_engine(backend: str, tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_capacity(tmp_path: Path) -> None:
     args = ["--waiting", "50", "--probes", "5", "--dispatch-counts", "5,10"]
-    stdout, result = run_bench("capacity.py", *args, out=tmp_path / "r.json")
+    stdout, result = run_bench("capacity", *args, out=tmp_path / "r.json")
     assert "checkouts waiting for payment" in stdout and "all ended correctly" in stdout
     waiting = result["waiting"]
     assert waiting["problems"] == [] and waiting["levels"][-1]["waiting"] >= 50
@@ -110,7 +109,7 @@ def test_capacity(tmp_path: Path) -> None:
 @pytest.mark.timeout(300)
 def test_compare(tmp_path: Path) -> None:
     stdout, result = run_bench(
-        "compare.py", "--duration", "4", "--warmup", "1", "--shoppers", "2", out=tmp_path / "r.json"
+        "compare", "--duration", "4", "--warmup", "1", "--shoppers", "2", out=tmp_path / "r.json"
     )
     assert "store/engine" in stdout
     for kind in ("store", "engine"):
@@ -124,7 +123,7 @@ def test_compare(tmp_path: Path) -> None:
 def test_plot(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.json"
     args = ["--shoppers", "1,2", "--duration", "3", "--warmup", "1", "--out-dir", str(tmp_path)]
-    stdout, data = run_bench("plot.py", *args, out=sweep)
+    stdout, data = run_bench("plot", *args, out=sweep)
     assert "sweep, sqlite" in stdout
     assert [p["shoppers"] for p in data["points"]] == [1, 2]
     png = tmp_path / "sweep-sqlite.png"
@@ -134,7 +133,8 @@ def test_plot(tmp_path: Path) -> None:
     png.unlink()
     command = [
         sys.executable,
-        str(BENCH / "plot.py"),
+        "-m",
+        "bench.plot",
         "--input",
         str(sweep),
         "--out-dir",

@@ -27,7 +27,7 @@ from bench.chaos_audit import (
     check_purchase,
 )
 
-from .conftest import MakeServer
+from .support import MakeServer
 
 DURATION_S = 30.0
 # Tighter than the script's default 3-8 s, so that even the slowest seeded gaps fit three

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from widget_store.config import Settings
-from widget_store.dbos_setup import dbos_config
+from widget_store.dbos_config import dbos_config
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +106,7 @@ def test_the_server_will_not_start_with_the_sandbox_in_production(tmp_path: Path
         "WIDGET_STORE_SANDBOX": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "widget_store.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "widget_store", "serve", "--port", "0"],
         env=env,
         capture_output=True,
         text=True,

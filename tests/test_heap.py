@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from widget_store import heap
+from widget_store.server import heap
 
 
 @pytest.fixture

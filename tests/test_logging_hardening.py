@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from widget_store.logs import JsonLineFormatter, TextFormatter
+from widget_store.server.logs import JsonLineFormatter, TextFormatter
 from widget_store.testing import StoreServer
 
-from .conftest import MakeServer
+from .support import MakeServer
 
 # Paths with a line break in them: an LF (refused before routing, so never logged), and a
 # NEL and a Unicode line separator (which reach the request log), each followed by a forgery.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from widget_store.testing import StoreServer, wait_until
 
-from .conftest import MakeServer
+from .support import MakeServer, new_key
 
 
 def scrape(server: StoreServer, **headers: str) -> dict[tuple[str, tuple], float]:
@@ -41,8 +40,8 @@ def test_metrics_match_the_orders_table(make_server: MakeServer) -> None:
     server = make_server()
     server.database.execute("UPDATE products SET inventory = 6")
     with server.client() as client:
-        payments = [client.post(f"/checkout/m-{uuid.uuid4().hex}").text for _ in range(6)]
-        sold_out = client.post(f"/checkout/m-{uuid.uuid4().hex}")
+        payments = [client.post(f"/checkout/{new_key('m')}").text for _ in range(6)]
+        sold_out = client.post(f"/checkout/{new_key('m')}")
         for payment_id in payments[:3]:
             assert server.pay(client, payment_id, "paid").status_code == 200
         for payment_id in payments[3:5]:
@@ -86,7 +85,7 @@ def test_metrics_need_the_token_in_production(make_server: MakeServer) -> None:
 def test_json_logs_one_object_per_line(make_server: MakeServer) -> None:
     server = make_server(WIDGET_STORE_LOG_FORMAT="json")
     with server.client() as client:
-        payment_id = client.post(f"/checkout/j-{uuid.uuid4().hex}").text
+        payment_id = client.post(f"/checkout/{new_key('j')}").text
         order_id = server.pay(client, payment_id, "failed").text
     lines = [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
     assert lines, server.log_text()[-2000:]
@@ -128,7 +127,7 @@ def test_dbos_exports_traces_to_the_otlp_endpoint(
     endpoint, received = otlp_collector
     server = make_server(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
     with server.client() as client:
-        payment_id = client.post(f"/checkout/o-{uuid.uuid4().hex}").text
+        payment_id = client.post(f"/checkout/{new_key('o')}").text
         server.pay(client, payment_id, "failed")
     wait_until(
         lambda: True if "/v1/traces" in received else None, timeout=30, what="an OTLP export"

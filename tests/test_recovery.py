@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import uuid
 from pathlib import Path
 
 import httpx
@@ -15,32 +14,15 @@ import pytest
 
 from widget_store.testing import StoreServer, wait_until
 
-from .conftest import MakeServer
+from .support import DISPATCHED, MakeServer, new_key, orders_for_key
 
 pytestmark = pytest.mark.crash
-
-PAID, DISPATCHED = 2, 1
-
-
-def new_key() -> str:
-    return f"crash-{uuid.uuid4().hex}"
 
 
 def press_crash(client: httpx.Client) -> None:
     """The crash button: it answers 202, then the process dies."""
     answer = client.post("/crash_application")
     assert answer.status_code == 202, answer.text
-
-
-def orders_for(server: StoreServer, key: str) -> int:
-    rows = server.database.execute(
-        "SELECT count(*) FROM orders WHERE checkout_id = :id", id=f"checkout:{key}"
-    )
-    return int(rows[0][0])
-
-
-def stock(server: StoreServer) -> int:
-    return int(server.database.execute("SELECT inventory FROM products")[0][0])
 
 
 def progress(client: httpx.Client, order_id: int) -> dict:
@@ -71,7 +53,7 @@ def assert_clean_log(server: StoreServer) -> None:
 
 def test_checkout_waiting_for_payment_survives_the_crash_button(make_server: MakeServer) -> None:
     server = make_server()
-    key = new_key()
+    key = new_key("crash")
     with server.client() as client:
         payment_id = client.post(f"/checkout/{key}").text
         pid = server.health()["pid"]
@@ -85,15 +67,15 @@ def test_checkout_waiting_for_payment_survives_the_crash_button(make_server: Mak
         assert paid.status_code == 200, paid.text
         seen: list[int] = []
         watch_until_dispatched(client, int(paid.text), seen)
-    assert orders_for(server, key) == 1
-    assert stock(server) == 99
+    assert len(orders_for_key(server, key)) == 1
+    assert server.database.inventory() == 99
     assert_clean_log(server)
 
 
 def test_dispatch_survives_crash_button_and_kill_9(make_server: MakeServer) -> None:
     server = make_server(WIDGET_STORE_DISPATCH_TICK_S="0.5")
     with server.client() as client:
-        payment_id = client.post(f"/checkout/{new_key()}").text
+        payment_id = client.post(f"/checkout/{new_key('crash')}").text
         order_id = int(server.pay(client, payment_id, "paid").text)
         seen: list[int] = []
 
@@ -121,7 +103,7 @@ def test_dispatch_survives_crash_button_and_kill_9(make_server: MakeServer) -> N
 def test_crash_between_the_first_checkout_steps(make_server: MakeServer, step: str) -> None:
     """The server dies right after `step` of the first checkout; the shopper retries the key."""
     server = make_server(WIDGET_STORE_FAULT_AFTER_STEP=step)
-    key = new_key()
+    key = new_key("crash")
     with server.client() as client:
         pid = server.health()["pid"]
         with pytest.raises(httpx.TransportError):
@@ -130,14 +112,14 @@ def test_crash_between_the_first_checkout_steps(make_server: MakeServer, step: s
         retried = client.post(f"/checkout/{key}")
         assert retried.status_code == 200, retried.text
         assert server.pay(client, retried.text, "failed").status_code == 200
-    assert orders_for(server, key) == 1
-    assert stock(server) == 100  # reserved once, returned once
+    assert len(orders_for_key(server, key)) == 1
+    assert server.database.inventory() == 100  # reserved once, returned once
 
 
 def test_crash_right_after_marking_paid(make_server: MakeServer) -> None:
     """The webhook's process dies after PAID is written but before dispatch starts."""
     server = make_server(WIDGET_STORE_FAULT_AFTER_STEP="mark_paid")
-    key = new_key()
+    key = new_key("crash")
     with server.client() as client:
         payment_id = client.post(f"/checkout/{key}").text
         pid = server.health()["pid"]
@@ -150,8 +132,8 @@ def test_crash_right_after_marking_paid(make_server: MakeServer) -> None:
         seen: list[int] = []
         watch_until_dispatched(client, int(again.text), seen)
         assert_ten_ticks(client, int(again.text), seen)
-    assert orders_for(server, key) == 1
-    assert stock(server) == 99
+    assert len(orders_for_key(server, key)) == 1
+    assert server.database.inventory() == 99
 
 
 def _pg_cluster(action: str) -> None:
@@ -171,7 +153,7 @@ def test_postgres_restart_with_work_in_flight(make_server: MakeServer, backend: 
         pytest.skip("needs a local Postgres cluster this user can restart")
     server = make_server(WIDGET_STORE_DISPATCH_TICK_S="0.5")
     with server.client(timeout=30) as client:
-        payments = [client.post(f"/checkout/{new_key()}").text for _ in range(4)]
+        payments = [client.post(f"/checkout/{new_key('crash')}").text for _ in range(4)]
         dispatching = [int(server.pay(client, p, "paid").text) for p in payments[:2]]
         waiting = payments[2:]
 
@@ -192,4 +174,4 @@ def test_postgres_restart_with_work_in_flight(make_server: MakeServer, backend: 
             seen: list[int] = []
             watch_until_dispatched(client, order_id, seen)
             assert_ten_ticks(client, order_id, seen)
-    assert stock(server) == 96
+    assert server.database.inventory() == 96

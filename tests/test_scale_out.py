@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
-from widget_store.testing import StoreServer, wait_until
+from widget_store.testing import StoreServer
 
-from .conftest import FAST_TICK, MakeServer
-
-DISPATCHED = 1
+from .support import DISPATCHED, FAST_TICK, MakeServer, new_key, wait_status
 
 
 def test_checkout_on_one_instance_paid_through_the_other(
@@ -26,22 +22,14 @@ def test_checkout_on_one_instance_paid_through_the_other(
     ).start()
     try:
         with first.client() as a, second.client() as b:
-            key = f"scale-{uuid.uuid4().hex}"
+            key = new_key("scale")
             payment_id = a.post(f"/checkout/{key}").text
             # The shopper's retry lands on the other instance: the same checkout.
             assert b.post(f"/checkout/{key}").text == payment_id
             paid = second.pay(b, payment_id, "paid")
             assert paid.status_code == 200, paid.text
             order_id = int(paid.text)
-            wait_until(
-                lambda: (
-                    True
-                    if a.get(f"/order/{order_id}").json()["order_status"] == DISPATCHED
-                    else None
-                ),
-                timeout=30,
-                what="dispatch",
-            )
+            wait_status(a, order_id, DISPATCHED, timeout=30)
             owners = {wf["executor_id"] for wf in a.get("/workflows").json()}
         assert first.health()["executor_id"] == "store-a"
         assert second.health()["executor_id"] == "store-b"

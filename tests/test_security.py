@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 
 import httpx
 
-from widget_store.security import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 from widget_store.testing import StoreServer
+from widget_store.web.security import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 
-from .conftest import MakeServer
-from .page_helpers import HTML_DIR
+from .support import HTML_DIR, MakeServer, new_key
 
 HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
@@ -31,10 +29,6 @@ CROSS_SITE = [
     {"Origin": "http://evil.example"},
     {"Origin": "null"},
 ]
-
-
-def new_key() -> str:
-    return uuid.uuid4().hex
 
 
 def assert_security_headers(answer: httpx.Response, policy: str = CONTENT_SECURITY_POLICY) -> None:

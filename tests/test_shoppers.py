@@ -6,7 +6,7 @@ import pytest
 
 from widget_store.testing import StoreServer, wait_until
 
-from .conftest import MakeServer
+from .support import MakeServer
 
 pytestmark = pytest.mark.crash
 

@@ -3,11 +3,12 @@ and the throughput series buckets purchases."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from widget_store.stats import BUCKET_S, WINDOW_S, throughput
 from widget_store.testing import StoreServer
+
+from .support import new_key
 
 
 def ledger(client) -> dict:  # type: ignore[no-untyped-def]
@@ -17,11 +18,11 @@ def ledger(client) -> dict:  # type: ignore[no-untyped-def]
 def test_ledger_is_exact_across_a_restock_mid_checkout(shared_server: StoreServer) -> None:
     with shared_server.client() as client:
         client.post("/restock")
-        before = f"l-{uuid.uuid4().hex}"
+        before = new_key("l")
         client.post(f"/checkout/{before}")
         assert ledger(client)["unaccounted"] == 0
         client.post("/restock")  # with that checkout still in flight
-        after = client.post(f"/checkout/l-{uuid.uuid4().hex}").text
+        after = client.post(f"/checkout/{new_key('l')}").text
         shared_server.pay(client, after, "paid")
         client.post(f"/checkout/{before}/cancel")  # its widget comes back after the restock
         figures = ledger(client)

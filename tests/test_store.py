@@ -4,7 +4,6 @@ without a checkpoint of its own, must be idempotent by itself."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from sqlalchemy.exc import IntegrityError
 
@@ -12,6 +11,8 @@ from widget_store import store
 from widget_store.config import Settings
 from widget_store.db import Database, open_database
 from widget_store.testing import StoreServer
+
+from .support import new_key
 
 
 async def store_database(server: StoreServer) -> Database:
@@ -21,11 +22,10 @@ async def store_database(server: StoreServer) -> Database:
 
 
 def stock_and_orders(server: StoreServer, checkout_id: str) -> tuple[int, int]:
-    inventory = server.database.execute("SELECT inventory FROM products")[0][0]
     placed = server.database.execute(
         "SELECT count(*) FROM orders WHERE checkout_id = :c", c=checkout_id
     )[0][0]
-    return int(inventory), int(placed)
+    return server.database.inventory(), int(placed)
 
 
 async def place(db: Database, checkout_id: str) -> tuple[int, str | None]:
@@ -44,7 +44,7 @@ def test_placing_an_order_again_answers_the_same_and_reserves_nothing(
     async def scenario() -> None:
         db = await store_database(shared_server)
         try:
-            checkout_id = f"checkout:again-{uuid.uuid4().hex}"
+            checkout_id = f"checkout:{new_key('again')}"
             stock, _ = stock_and_orders(shared_server, checkout_id)
             first = await place(db, checkout_id)
             assert first[1] is not None
@@ -60,7 +60,7 @@ def test_two_runs_at_once_place_one_order(shared_server: StoreServer) -> None:
     async def scenario() -> None:
         db = await store_database(shared_server)
         try:
-            checkout_id = f"checkout:race-{uuid.uuid4().hex}"
+            checkout_id = f"checkout:{new_key('race')}"
             stock, _ = stock_and_orders(shared_server, checkout_id)
             answers = await asyncio.gather(*(place(db, checkout_id) for _ in range(4)))
             assert len(set(answers)) == 1
@@ -76,7 +76,7 @@ def test_an_order_placed_with_none_left_is_found_again_without_a_payment_id(
 ) -> None:
     async def scenario() -> None:
         db = await store_database(shared_server)
-        checkout_id = f"checkout:none-{uuid.uuid4().hex}"
+        checkout_id = f"checkout:{new_key('none')}"
         stock, _ = stock_and_orders(shared_server, checkout_id)
         shared_server.database.execute("UPDATE products SET inventory = 0")
         try:

@@ -9,10 +9,10 @@ import signal
 import httpx
 import pytest
 
-from widget_store.supervisor import Backoff
+from widget_store.server.supervisor import Backoff
 from widget_store.testing import wait_until
 
-from .conftest import MakeServer
+from .support import MakeServer
 
 pytestmark = pytest.mark.crash
 

@@ -3,24 +3,19 @@ without paying. Real servers, both databases: the cap counts PENDING orders in t
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from widget_store.testing import wait_until
 
-from .conftest import MakeServer
+from .support import MakeServer, new_key
 
 CAP = 5
 CAPPED = {"WIDGET_STORE_MAX_UNPAID_PER_CLIENT": str(CAP)}
 
 
-def new_key() -> str:
-    return f"cap-{uuid.uuid4().hex}"
-
-
 def test_one_client_holds_at_most_the_cap_and_others_still_buy(make_server: MakeServer) -> None:
     server = make_server(**CAPPED)
-    keys = [new_key() for _ in range(30)]
+    keys = [new_key("cap") for _ in range(30)]
     with server.client() as client, ThreadPoolExecutor(max_workers=10) as pool:
         answers = list(pool.map(lambda key: client.post(f"/checkout/{key}"), keys))
         held = [key for key, answer in zip(keys, answers, strict=True) if answer.is_success]
@@ -29,7 +24,9 @@ def test_one_client_holds_at_most_the_cap_and_others_still_buy(make_server: Make
         # A key the client already holds is never refused, however many it holds.
         again = client.post(f"/checkout/{held[0]}")
         # Another shopper, behind a trusted proxy (loopback, by default), still buys.
-        other = client.post(f"/checkout/{new_key()}", headers={"X-Forwarded-For": "203.0.113.7"})
+        other = client.post(
+            f"/checkout/{new_key('cap')}", headers={"X-Forwarded-For": "203.0.113.7"}
+        )
     assert len(held) == CAP, [answer.status_code for answer in answers]
     assert len(refused) == 30 - CAP
     assert stock == 100 - CAP
@@ -47,18 +44,18 @@ def test_one_client_holds_at_most_the_cap_and_others_still_buy(make_server: Make
 def test_paying_frees_a_place_and_the_cap_survives_a_restart(make_server: MakeServer) -> None:
     server = make_server(**CAPPED)
     with server.client() as client:
-        payments = [client.post(f"/checkout/{new_key()}").text for _ in range(CAP)]
-        refused_key = new_key()
+        payments = [client.post(f"/checkout/{new_key('cap')}").text for _ in range(CAP)]
+        refused_key = new_key("cap")
         assert client.post(f"/checkout/{refused_key}").status_code == 429
         server.kill_worker()
         server.wait_healthy()
         # Counted from the database, so a restart does not reset it.
-        assert client.post(f"/checkout/{new_key()}").status_code == 429
+        assert client.post(f"/checkout/{new_key('cap')}").status_code == 429
         assert server.pay(client, payments[0], "paid").status_code == 200
         # The refused key made nothing, so it can be used once a place is free.
         retried = client.post(f"/checkout/{refused_key}")
         assert retried.status_code == 200, retried.text
-        assert client.post(f"/checkout/{new_key()}").status_code == 429
+        assert client.post(f"/checkout/{new_key('cap')}").status_code == 429
 
 
 def test_an_untrusted_proxy_header_is_ignored(make_server: MakeServer) -> None:
@@ -69,7 +66,7 @@ def test_an_untrusted_proxy_header_is_ignored(make_server: MakeServer) -> None:
     with server.client() as client:
         for n in range(CAP + 1):
             forged = {"X-Forwarded-For": f"198.51.100.{n}"}
-            statuses.append(client.post(f"/checkout/{new_key()}", headers=forged).status_code)
+            statuses.append(client.post(f"/checkout/{new_key('cap')}", headers=forged).status_code)
     assert statuses == [200] * CAP + [429]
 
 

@@ -1,5 +1,5 @@
 """`python -m widget_store` is `widget-store`."""
 
-from .cli import main
+from .server.cli import main
 
 main()

@@ -16,6 +16,7 @@ from . import store
 from .db import Database
 from .errors import Conflict, NotFound, OutOfStock, TooManyUnpaid, Unavailable
 from .payments import PaymentStatus
+from .tables import as_utc
 from .workflows import (
     OUTCOME,
     PAYMENT_ID,
@@ -70,9 +71,7 @@ def _seconds_until_expiry(placed_at: datetime | None, cap: UnpaidCap) -> int:
     """Until the client's oldest unpaid checkout times out and frees a place (at least 1 s)."""
     if placed_at is None:
         return 1
-    if placed_at.tzinfo is None:  # SQLite's CURRENT_TIMESTAMP: UTC without a zone
-        placed_at = placed_at.replace(tzinfo=UTC)
-    left = cap.payment_timeout_s - (datetime.now(UTC) - placed_at).total_seconds()
+    left = cap.payment_timeout_s - (datetime.now(UTC) - as_utc(placed_at)).total_seconds()
     return max(1, math.ceil(left))
 
 

@@ -16,6 +16,15 @@ from .config import Settings
 
 T = TypeVar("T")
 
+# No pool on Postgres pings a connection before handing it out: neither the store's two nor
+# DBOS's own (dbos_config.py). A ping is a round trip each time a connection leaves a pool, and
+# every workflow operation takes one: without them, the same load made 1.5 times the purchases
+# a second (bench/load.py). After a Postgres restart, the first statement on a stale connection
+# fails instead, SQLAlchemy discards that pool, and the statement is retried: DBOS retries its
+# own on a fresh connection (db_retry), the workflows' steps retry (workflows.IDEMPOTENT_STEP),
+# and a request answers 503 (web/app.py) for its client to retry.
+POOL_PRE_PING = False
+
 
 @dataclass(frozen=True)
 class Database:
@@ -74,22 +83,18 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     workflows write through the step engine."""
     if settings.uses_sqlite:
         return {}
-    # No pre-ping: it costs a round trip on every checkout from the pool. After a Postgres
-    # restart the first statement on a stale connection fails instead, SQLAlchemy then
-    # discards the whole pool, and the failed attempt is retried (the workflows' steps retry;
-    # a request answers 503 and its client retries).
     # Small: with the step engine's 8 and DBOS's own 20, a store holds at most 38 connections,
     # so two instances and a psql session fit in Postgres's default 100.
-    return {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": False, "pool_timeout": 10}
+    return {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": POOL_PRE_PING, "pool_timeout": 10}
 
 
 def step_engine(settings: Settings) -> sa.Engine:
     """The sync engine the steps' bodies run on, one connection per DBOS executor thread at most.
 
-    Postgres: READ COMMITTED, its default, set on the engine so that no checkout pays for
-    setting it. SQLite knows no READ COMMITTED: there every transaction begins IMMEDIATE, which
-    takes the write lock up front (as DBOS's datasource does), so that place_order's read and
-    its writes see one state; the busy timeout rides out the other writers.
+    Postgres: READ COMMITTED (`Database` says why), set on the engine so that no checkout pays
+    for setting it. SQLite: every transaction begins IMMEDIATE, which takes the write lock up
+    front (as DBOS's datasource does), so that place_order's read and its writes see one state;
+    the busy timeout rides out the other writers.
     """
     if not settings.uses_sqlite:
         threads = settings.dbos_executor_threads
@@ -99,7 +104,7 @@ def step_engine(settings: Settings) -> sa.Engine:
             isolation_level="READ COMMITTED",
             pool_size=threads,
             max_overflow=0,
-            pool_pre_ping=False,
+            pool_pre_ping=POOL_PRE_PING,
             pool_timeout=10,
         )
     # As many connections as DBOS has threads (unbounded on SQLite): a step waits for the

@@ -8,24 +8,19 @@ from typing import Any
 
 from . import store
 from .db import Database
-from .schema import OrderStatus
+from .tables import OrderStatus, as_utc
 
 WINDOW_S = 300
 BUCKET_S = 5
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands timestamps back naive; they are UTC (CURRENT_TIMESTAMP).
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def throughput(purchase_times: list[datetime], now: datetime) -> list[dict[str, Any]]:
     """Purchases per second in BUCKET_S buckets over the last WINDOW_S, oldest first."""
     start = now - timedelta(seconds=WINDOW_S)
     counts = Counter(
-        int((_utc(at) - start).total_seconds() // BUCKET_S)
+        int((as_utc(at) - start).total_seconds() // BUCKET_S)
         for at in purchase_times
-        if _utc(at) >= start
+        if as_utc(at) >= start
     )
     return [
         {
@@ -52,7 +47,7 @@ async def collect(db: Database) -> dict[str, Any]:
         "throughput": throughput(await db.read(store.recent_purchase_times), now),
         "process_starts": [
             {
-                "at": _utc(row["started_at"]).isoformat(),
+                "at": as_utc(row["started_at"]).isoformat(),
                 "restart_count": row["restart_count"],
                 "workflows_recovered": row["workflows_recovered"],
                 "executor_id": row["executor_id"],

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .schema import (
+from .tables import (
     RESTOCK_LEVEL,
     WIDGET_ID,
     OrderStatus,
@@ -30,10 +30,9 @@ ORDER_COLUMNS = (
 )
 
 
-# The bodies a workflow step runs (workflows.py): sync, on a Connection, because DBOS runs a
-# sync step on its executor thread with both of the step's checkpoint calls, in one hop off the
-# event loop. Their statements are built once, here: they run a dozen times per purchase, and
-# building a statement each time cost about half as much again as running it.
+# The bodies a workflow step runs: sync, on a Connection (workflows.IDEMPOTENT_STEP says why).
+# Their statements are built once, here: they run a dozen times per purchase, and building a
+# statement each time cost about half as much again as running it.
 _FIND_ORDER = select(orders.c.order_id, orders.c.payment_id, orders.c.reserved_epoch).where(
     orders.c.checkout_id == bindparam("checkout_id")
 )

@@ -106,6 +106,10 @@ class Database:
         finally:
             engine.dispose()
 
+    def inventory(self) -> int:
+        """The widget's stock, read from the products table."""
+        return int(self.execute("SELECT inventory FROM products")[0][0])
+
     def drop(self) -> None:
         if self._admin_url is None or self.url is None:
             return
@@ -157,7 +161,7 @@ class StoreServer:
         self.database.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "widget_store.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "widget_store", "serve", "--port", str(self.port)],
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,7 +14,7 @@ from dbos import DBOS, SetWorkflowID, StepOptions
 
 from . import store
 from .runtime import current
-from .schema import DISPATCH_STEPS
+from .tables import DISPATCH_STEPS
 
 log = logging.getLogger(__name__)
 

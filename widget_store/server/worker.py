@@ -7,11 +7,11 @@ import sys
 
 import uvicorn
 
-from . import logs
-from .app import create_app
+from ..runtime import loopback_url
+from ..web.app import create_app
+from . import heap, logs
 from .cli import load_settings
-from .limits import http_protocol
-from .process import loopback_url
+from .http_limits import http_protocol
 
 
 def main() -> None:
@@ -21,7 +21,11 @@ def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
-        create_app(settings, base_url=loopback_url(host, port)),
+        create_app(
+            settings,
+            base_url=loopback_url(host, port),
+            on_started=heap.settle_after_startup,
+        ),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -16,18 +16,15 @@ import pytest
 
 from widget_store.testing import StoreServer, wait_until
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
-    pass
-
-from .conftest import MakeServer
-from .page_helpers import (
+from ..support import MakeServer
+from .helpers import (
     PHONE,
+    UNAUTHORIZED,
     Shop,
     ShopFactory,
     buy,
     element_shot,
+    expect,
     hash_params,
     http_error,
     no_sideways_scroll,
@@ -360,12 +357,9 @@ def test_shopper_cancels_from_the_order_page_and_too_late_gets_the_reason(
     shop.watch.assert_clean()
 
 
-def test_production_hides_the_shoppers_and_figures_need_the_token(
-    make_server: MakeServer, shop_factory: ShopFactory
-) -> None:
-    server = make_server(WIDGET_STORE_DEMO="false", WIDGET_STORE_OPERATOR_TOKEN="op-secret")
-    shop = shop_factory(server)
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+def test_production_hides_the_shoppers_and_figures_need_the_token(production_shop: Shop) -> None:
+    shop = production_shop
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
         expect(shop.by("token-form")).to_be_visible()
         expect(shop.by("load-panel")).to_be_hidden()
@@ -376,8 +370,7 @@ def test_production_hides_the_shoppers_and_figures_need_the_token(
         stats_asked = [url for url in shop.watch.requests if url.endswith("/stats")]
         assert len(stats_asked) == 1, stats_asked
 
-        shop.by("operator-token").fill("op-secret")
-        shop.by("operator-token").press("Enter")
+        shop.enter_operator_token()
         expect(shop.by("figures")).to_be_visible()
         expect(shop.by("workflows-empty")).to_have_text("No workflows in flight.")
     assert shop.watch.tolerated

@@ -8,10 +8,10 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import store
-from .db import Database
-from .process import ProcessInfo
-from .schema import OrderStatus
+from .. import store
+from ..db import Database
+from ..tables import OrderStatus
+from .deps import ProcessInfo
 
 log = logging.getLogger("widget_store.requests")
 

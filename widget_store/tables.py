@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import IntEnum
 
 from sqlalchemy import (
@@ -24,6 +25,12 @@ metadata = MetaData()
 WIDGET_ID = 1
 DISPATCH_STEPS = 10
 RESTOCK_LEVEL = 100
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp read from these tables, zoned UTC. SQLite hands the DateTime(timezone=True)
+    columns back without a zone; they are UTC (func.now() is CURRENT_TIMESTAMP there)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class OrderStatus(IntEnum):

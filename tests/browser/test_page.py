@@ -8,23 +8,23 @@ failed requests Chromium logs for a dead server).
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 
-try:
-    from playwright.sync_api import Route, expect
-except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
-    pass
+if TYPE_CHECKING:
+    from playwright.sync_api import Route
 
-from .conftest import MakeServer
-from .page_helpers import (
-    HTML_DIR,
+from ..support import HTML_DIR, MakeServer
+from .helpers import (
     PAYMENT_ID,
     PHONE,
+    UNAUTHORIZED,
     Shop,
     ShopFactory,
     buy,
     element_shot,
+    expect,
     hash_params,
     http_error,
     on_payment_page,
@@ -325,12 +325,9 @@ def test_buy_now_retries_with_the_same_key(
     shop.watch.assert_clean()
 
 
-def test_production_mode_hides_crash_and_asks_for_the_operator_token(
-    make_server: MakeServer, shop_factory: ShopFactory
-) -> None:
-    server = make_server(WIDGET_STORE_DEMO="false", WIDGET_STORE_OPERATOR_TOKEN="op-secret")
-    shop = shop_factory(server)
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+def test_production_mode_hides_crash_and_asks_for_the_operator_token(production_shop: Shop) -> None:
+    shop = production_shop
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
         expect(shop.by("crash")).to_be_hidden()
         expect(shop.by("token-form")).to_be_visible()
@@ -338,8 +335,7 @@ def test_production_mode_hides_crash_and_asks_for_the_operator_token(
         shop.by("restock").click()
         expect(shop.by("store-message")).to_contain_text("needs the operator token")
 
-        shop.by("operator-token").fill("op-secret")
-        shop.by("operator-token").press("Enter")
+        shop.enter_operator_token()
         expect(shop.by("workflows-empty")).to_have_text("No workflows in flight.")
     assert shop.watch.tolerated
     key, _ = buy(shop)

@@ -1,13 +1,14 @@
-"""Response bodies, so /docs shows the real shapes and FastAPI checks what goes out."""
+"""Request and response bodies, so /docs shows the real shapes and FastAPI checks what comes in
+and goes out."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from .schema import OrderStatus
+from ..tables import OrderStatus, as_utc
 
 
 class ErrorOut(BaseModel):
@@ -22,12 +23,7 @@ class ProductOut(BaseModel):
     price: float
 
 
-def _as_utc(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without a zone; they are UTC (CURRENT_TIMESTAMP)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class OrderOut(BaseModel):

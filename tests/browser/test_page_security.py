@@ -21,30 +21,26 @@ import pytest
 
 from widget_store.testing import wait_until
 
-try:
-    from playwright.sync_api import expect
-except ImportError:  # the `browser` fixture skips (or, where a browser is required, fails)
-    pass
-
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
 
-from .conftest import MakeServer
-from .page_helpers import (
+from ..support import MakeServer
+from .helpers import (
     PAYMENT_ID,
+    PRODUCTION,
+    UNAUTHORIZED,
     PageWatch,
+    Shop,
     ShopFactory,
     buy,
     element_shot,
+    expect,
     hash_params,
-    http_error,
     on_payment_page,
     screenshot,
 )
 
 pytestmark = pytest.mark.browser
-
-PRODUCTION = {"WIDGET_STORE_DEMO": "0", "WIDGET_STORE_OPERATOR_TOKEN": "t"}
 
 # Another site's page: on load it fetches POST /restock (a "simple" request, sent without a
 # preflight), and its button submits a form to POST /crash_application, the classic CSRF.
@@ -210,12 +206,12 @@ def test_docs_work_offline(make_server: MakeServer, browser: Browser, backend: s
 
 
 def test_production_payment_waits_for_the_provider_and_lists_own_orders(
-    make_server: MakeServer, shop_factory: ShopFactory
+    production_shop: Shop,
 ) -> None:
-    server = make_server(**PRODUCTION)
-    shop = shop_factory(server)
+    shop = production_shop
+    server = shop.server
     # The operator panel asks once for its figures and workflows, and is told 401.
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
         expect(shop.by("token-form")).to_be_visible()
         expect(shop.by("recent-title")).to_have_text("Your recent orders")
@@ -241,7 +237,7 @@ def test_production_payment_waits_for_the_provider_and_lists_own_orders(
     shop.shot("payment-production")
 
     # A reload keeps the shopper on the payment page, still without the sandbox's buttons.
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.page.reload()
         expect(shop.by("figures-empty")).to_contain_text("operator token")
     expect(shop.by("view-pay")).to_be_visible()
@@ -275,7 +271,7 @@ def test_production_payment_waits_for_the_provider_and_lists_own_orders(
 
     # The list is the browser's own and outlives a reload; it never asked for every order.
     loads = shop.watch.loads
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.page.goto(server.base_url + "/#/store")
         shop.page.reload()
         expect(shop.by("figures-empty")).to_contain_text("operator token")
@@ -292,7 +288,7 @@ def test_production_order_that_times_out_unpaid_ends_the_wait(
 ) -> None:
     server = make_server(**PRODUCTION, WIDGET_STORE_PAYMENT_TIMEOUT_S="2")
     shop = shop_factory(server)
-    with shop.watch.tolerating(http_error(401, "Unauthorized")):
+    with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
         key, _ = buy(shop)
     expect(shop.by("pay-waiting")).to_be_visible()

@@ -1,16 +1,16 @@
-"""Request limits, enforced before anything is buffered.
+"""Limits on the request head (request line and header fields), enforced before anything is
+buffered, in the HTTP protocol uvicorn runs for each connection.
 
-- The request head (request line and header fields): uvicorn's httptools protocol takes a head
-  of any size and any number of fields. `LimitedHttpToolsProtocol` counts the head's bytes as
-  they arrive and its fields as they are parsed, and past `max_header_bytes` or `max_headers`
-  answers 431 and closes the connection, having handed the parser no more than the limit.
-- The body: `BodyLimit`, a plain ASGI middleware, answers 413 to a request that declares a
-  Content-Length over `max_body_bytes` without reading any of it, and cuts off a body without
-  one (chunked) at the limit.
+uvicorn's httptools protocol takes a head of any size and any number of fields.
+`LimitedHttpToolsProtocol` counts the head's bytes as they arrive and its fields as they are
+parsed, and past `max_header_bytes` or `max_headers` answers 431 and closes the connection,
+having handed the parser no more than the limit. The body has its limit in the app
+(web/body_limit.py).
 
-Both answers close the connection lingering: the server half-closes, then reads and drops what
-the client is still sending for up to `LINGER_S` before it closes. Closing a socket with unread
-data sends a reset, which can make the client lose the answer it was just sent.
+The 431, and an answer given before the request's body was read to its end (the body limit's
+413), close the connection lingering: the server half-closes, then reads and drops what the
+client is still sending for up to `LINGER_S` before it closes. Closing a socket with unread data
+sends a reset, which can make the client lose the answer it was just sent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 from typing import Any
 
 import httptools
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -263,87 +262,3 @@ def http_protocol(max_header_bytes: int, max_headers: int) -> type[LimitedHttpTo
     Configured.max_header_bytes = max_header_bytes
     Configured.max_headers = max_headers
     return Configured
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_body_bytes`.
-
-    A declared Content-Length over the limit is answered at once, without reading any of the
-    body (receive is never called). A body without one (chunked) is counted as the app reads
-    it: past the limit, the 413 goes out if the app has not started answering, and the app is
-    told the client went away. The 413 closes the connection, since the rest of the body is
-    never read (LimitedHttpToolsProtocol closes it lingering).
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await self._too_large(send)
-            return
-
-        received = 0
-        refused = False
-        started = False
-
-        async def receive_within_limit() -> Message:
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    refused = True
-                    if not started:
-                        await self._too_large(send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def send_unless_refused(message: Message) -> None:
-            nonlocal started
-            if refused:
-                return  # the 413 has answered, or the connection is dropped
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive_within_limit, send_unless_refused)
-        except Exception:
-            if not refused:
-                raise
-            # The app failed on the body it was refused: the 413 is the answer.
-
-    async def _too_large(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"Request body too large: the limit is {self.max_body_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

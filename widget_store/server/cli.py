@@ -8,8 +8,8 @@ import sys
 
 from pydantic import ValidationError
 
+from ..config import Settings
 from . import logs
-from .config import Settings
 
 log = logging.getLogger("widget_store")
 

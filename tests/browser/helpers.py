@@ -17,10 +17,14 @@ import pytest
 
 from widget_store.testing import StoreServer
 
+from ..support import REPO_ROOT, orders_for_key
+
 try:
     from playwright.sync_api import expect, sync_playwright
-except ImportError:  # launch_browser() skips (or, where a browser is required, fails)
-    pass
+except ImportError:
+    # The tests' modules still import; their `browser` fixture (launch_browser) then skips, or
+    # fails where a browser is required, before any of them uses these.
+    expect = sync_playwright = None
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,8 +46,6 @@ CHROMIUM_ARGS = [
 
 REQUIRE_BROWSER_ENV = "WIDGET_STORE_TEST_REQUIRE_BROWSER"
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HTML_DIR = REPO_ROOT / "html"
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -66,6 +68,16 @@ def http_error(status: int, reason: str) -> re.Pattern[str]:
         rf"^Failed to load resource: the server responded with a status of {status} "
         rf"\({re.escape(reason)}\)$"
     )
+
+
+# What Chromium logs for each 401 the page gets in production mode before the operator's token.
+UNAUTHORIZED = http_error(401, "Unauthorized")
+
+
+# Production mode: no crash button, built-in shoppers or sandbox provider; the operator's views
+# behind a token.
+OPERATOR_TOKEN = "op-secret"
+PRODUCTION = {"WIDGET_STORE_DEMO": "false", "WIDGET_STORE_OPERATOR_TOKEN": OPERATOR_TOKEN}
 
 
 def require_chromium() -> None:
@@ -222,18 +234,19 @@ class Shop:
             ) from None
         return self
 
+    def enter_operator_token(self, token: str = OPERATOR_TOKEN) -> None:
+        """Type the operator token into the panel's form and send it, as the operator does."""
+        self.by("operator-token").fill(token)
+        self.by("operator-token").press("Enter")
+
     def shot(self, name: str, *, full_page: bool = True) -> None:
         screenshot(self.page, self.backend, name, full_page=full_page)
 
     def orders_for_key(self, key: str) -> list[tuple[int, int]]:
-        rows = self.server.database.execute(
-            "SELECT order_id, order_status FROM orders WHERE checkout_id = :id",
-            id=f"checkout:{key}",
-        )
-        return [(row[0], row[1]) for row in rows]
+        return orders_for_key(self.server, key)
 
     def inventory(self) -> int:
-        return int(self.server.database.execute("SELECT inventory FROM products")[0][0])
+        return self.server.database.inventory()
 
     def close(self) -> None:
         self.context.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -18,17 +18,18 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import api, heap, runtime, sandbox, shoppers, store
-from .config import Settings
-from .db import open_database
-from .dbos_setup import dbos_config
-from .errors import StoreError
-from .limits import BodyLimit
+from .. import runtime, shoppers, store
+from ..config import Settings
+from ..db import open_database
+from ..dbos_config import dbos_config
+from ..errors import StoreError
+from ..paths import HTML_DIR
+from .body_limit import BodyLimit
+from .deps import ProcessInfo
 from .metrics import Metrics, RequestMetrics
-from .models import ErrorOut
 from .path_guard import PathGuard
-from .paths import HTML_DIR
-from .process import ProcessInfo
+from .routes import demo, operator, payments, sandbox, shop
+from .schemas import ErrorOut
 from .security import DOCS_CONTENT_SECURITY_POLICY, SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,12 @@ async def count_recovered(settings: Settings, launched_at: datetime) -> int:
     return len(unfinished)
 
 
-def create_app(settings: Settings, base_url: str) -> FastAPI:
-    """`base_url` is where this server can call itself (the built-in shoppers do)."""
+def create_app(
+    settings: Settings, base_url: str, *, on_started: Callable[[], None] | None = None
+) -> FastAPI:
+    """`base_url` is where this server can call itself (the built-in shoppers do);
+    `on_started` runs once the app has started, before it serves (the server's garbage-collector
+    settings, server/heap.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,7 +68,7 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         http = httpx.AsyncClient(
             timeout=60, headers={shoppers.PASS_HEADER: shoppers.shopper_pass(webhook_secret)}
         )
-        # Bound before launch: launch resumes pending workflows, which need all of this.
+        # Bound before launch (runtime.py says why).
         runtime.bind(
             runtime.Runtime(
                 db=db,
@@ -99,7 +104,8 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
         app.state.http = http
         app.state.webhook_secret = webhook_secret
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
-        heap.settle_after_startup()
+        if on_started is not None:
+            on_started()
         try:
             yield
         finally:
@@ -122,10 +128,12 @@ def create_app(settings: Settings, base_url: str) -> FastAPI:
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(PathGuard)
-    app.include_router(api.router)
+    app.include_router(shop.router)
+    app.include_router(payments.router)
+    app.include_router(operator.router)
     if settings.demo:
-        app.include_router(api.demo_router)
-    # Off in production: it pays any order for anyone who knows its payment id.
+        app.include_router(demo.router)
+    # Never in production (Settings.sandbox says why).
     if settings.sandbox_enabled:
         app.include_router(sandbox.router)
     app.add_exception_handler(StoreError, _store_error)

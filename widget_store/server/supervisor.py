@@ -80,7 +80,7 @@ class Supervisor:
 
     def _start_child(self, restart_count: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, RESTART_COUNT_ENV: str(restart_count)}
-        command = [sys.executable, "-m", "widget_store.worker", str(self.sock.fileno())]
+        command = [sys.executable, "-m", "widget_store.server.worker", str(self.sock.fileno())]
         return subprocess.Popen(
             command, env=env, pass_fds=(self.sock.fileno(),), preexec_fn=_die_with_parent
         )

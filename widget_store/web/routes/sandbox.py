@@ -1,17 +1,17 @@
 """A sandbox payment provider inside the app: the page asks it to pay or decline, and it signs
 and delivers the webhook over HTTP as a real provider would, so the browser never holds the
-secret."""
+secret. Registered only when Settings.sandbox_enabled (never in production)."""
 
 from __future__ import annotations
 
 import httpx
 from fastapi import APIRouter, Request, Response
 
-from .api import PaymentId, errors
-from .errors import Unavailable
-from .payments import SIGNATURE_HEADER, PaymentStatus, sign
-from .process import loopback_url
-from .security import SameOrigin
+from ...errors import Unavailable
+from ...payments import SIGNATURE_HEADER, PaymentStatus, sign
+from ...runtime import loopback_url
+from ..deps import PaymentId, errors
+from ..security import SameOrigin
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox payment provider"])
 

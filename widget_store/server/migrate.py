@@ -13,9 +13,9 @@ from alembic import command
 from alembic.config import Config
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from .config import Settings
-from .paths import ALEMBIC_INI, MIGRATIONS_DIR
-from .schema import RESTOCK_LEVEL, WIDGET_ID, products
+from ..config import Settings
+from ..paths import ALEMBIC_INI, MIGRATIONS_DIR
+from ..tables import RESTOCK_LEVEL, WIDGET_ID, products
 
 log = logging.getLogger(__name__)
 

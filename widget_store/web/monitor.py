@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from dbos import DBOS
 
-from .models import StepOut, WorkflowOut
+from .schemas import StepOut, WorkflowOut
 
 
 def _when(epoch_ms: int | None) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dbos import DBOSConfig
 
 from .config import Settings
+from .db import POOL_PRE_PING
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:
@@ -17,11 +18,8 @@ def dbos_config(settings: Settings) -> DBOSConfig:
         "max_executor_threads": settings.dbos_executor_threads,
     }
     if not settings.uses_sqlite:
-        # DBOS pings each system-database connection it takes from its pool, and every
-        # workflow operation takes one: a round trip on each. Without the ping, a connection
-        # left stale by a Postgres restart fails its first statement, which DBOS retries on a
-        # fresh one (db_retry). Measured: 1.5x the purchases a second (bench/load.py).
-        config["db_engine_kwargs"] = {"pool_pre_ping": False}
+        # DBOS pings its pool's connections unless told not to (db.POOL_PRE_PING says why).
+        config["db_engine_kwargs"] = {"pool_pre_ping": POOL_PRE_PING}
     else:
         config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
     if settings.otlp_endpoint:

@@ -1,0 +1,96 @@
+"""The operator's routes: every order, restocking, the process's health, metrics, the cockpit's
+figures, and DBOS's workflows and steps. Open in demo mode; in production, all but /health need
+the operator's token (deps.require_operator)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ... import stats, store
+from ...errors import NotFound
+from .. import monitor
+from ..deps import Db, Operator, errors, get_process, get_settings
+from ..metrics import Metrics
+from ..schemas import HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from ..security import SameOrigin
+from .shop import read_product
+
+router = APIRouter()
+
+
+@router.get("/orders", dependencies=[Operator], responses=errors(401))
+async def read_orders(
+    db: Db, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> list[OrderOut]:
+    """The latest `limit` orders (100 unless given), newest first."""
+    return [OrderOut.model_validate(row) for row in await db.read(store.list_orders, limit=limit)]
+
+
+@router.post("/restock", dependencies=[SameOrigin, Operator], responses=errors(401, 403))
+async def restock(db: Db) -> ProductOut:
+    """Set the widget's inventory to 100."""
+    await db.run(store.restock)
+    return await read_product(db)
+
+
+@router.get("/health")
+async def read_health(request: Request) -> HealthOut:
+    """Is this process serving, since when, and what did it recover at start."""
+    settings = get_settings(request)
+    info = get_process(request)
+    return HealthOut(
+        status="ok",
+        pid=os.getpid(),
+        started_at=info.started_at,
+        restart_count=settings.restart_count,
+        workflows_recovered=info.workflows_recovered,
+        executor_id=settings.executor_id,
+        application_version=settings.app_version,
+        database="sqlite" if settings.uses_sqlite else "postgresql",
+        demo=settings.demo,
+        sandbox=settings.sandbox_enabled,
+    )
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Operator],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **errors(401)},
+)
+async def read_metrics(request: Request, db: Db) -> Response:
+    """Prometheus text format: requests and latency per route, orders by status, restarts."""
+    metrics: Metrics = request.app.state.metrics
+    body = await metrics.render(db, get_process(request), get_settings(request).restart_count)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/stats", dependencies=[Operator], responses=errors(401))
+async def read_stats(db: Db) -> dict[str, Any]:
+    """The cockpit's live figures: throughput, orders by state, restarts, the stock ledger."""
+    return await stats.collect(db)
+
+
+@router.get("/workflows", dependencies=[Operator], responses=errors(401))
+async def read_workflows(
+    status: Literal["PENDING", "SUCCESS", "ERROR", "CANCELLED", "ENQUEUED"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[WorkflowOut]:
+    """Workflows, newest first, with the step each running one has reached."""
+    return await monitor.list_workflows(status=status, limit=limit)
+
+
+@router.get("/workflows/{workflow_id}/steps", dependencies=[Operator], responses=errors(401, 404))
+async def read_workflow_steps(
+    workflow_id: Annotated[str, Path(max_length=200, pattern=r"^[\x20-\x7e]+$")],
+) -> list[StepOut]:
+    """One workflow's recorded steps, in order."""
+    steps = await monitor.workflow_steps(workflow_id)
+    if steps is None:
+        raise NotFound(f"No workflow {workflow_id!r}")
+    return steps

@@ -1,0 +1,77 @@
+"""The shopper's routes: the product, a checkout started, looked up or cancelled by its key, and
+an order's progress. Kept thin: validate, call a checkout or store function, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from ... import checkout, store
+from ...checkout import UnpaidCap
+from ...errors import InvalidInput, NotFound
+from ...tables import OrderStatus
+from ...workflows import checkout_workflow_id
+from ..deps import Db, IdempotencyKey, OrderId, checkout_client, errors, get_unpaid_cap
+from ..schemas import CheckoutOut, OrderOut, ProductOut
+
+router = APIRouter()
+
+
+@router.get("/product", responses=errors(404))
+async def read_product(db: Db) -> ProductOut:
+    """The widget, its price and how many are left."""
+    product = await db.read(store.get_product)
+    if product is None:
+        raise NotFound("The catalogue is empty: run `widget-store migrate`")
+    return ProductOut.model_validate(product)
+
+
+@router.post(
+    "/checkout/{idempotency_key}",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The payment id, as plain text"}, **errors(404, 429, 503)},
+)
+async def create_checkout(
+    idempotency_key: IdempotencyKey,
+    db: Db,
+    client: Annotated[str | None, Depends(checkout_client)],
+    cap: Annotated[UnpaidCap, Depends(get_unpaid_cap)],
+) -> str:
+    """Start the checkout for this key (or rejoin it) and answer its payment id."""
+    return await checkout.start_checkout(db, idempotency_key, client=client, cap=cap)
+
+
+@router.get("/checkout/{idempotency_key}", responses=errors(404))
+async def read_checkout(idempotency_key: IdempotencyKey, db: Db) -> CheckoutOut:
+    """Where the checkout for this key stands: its order, payment id and status."""
+    found = await db.read(store.get_checkout, checkout_id=checkout_workflow_id(idempotency_key))
+    if found is None:
+        raise NotFound(f"No checkout for key {idempotency_key!r}")
+    return CheckoutOut(**found, status=OrderStatus(found["order_status"]).name)
+
+
+@router.post(
+    "/checkout/{idempotency_key}/cancel",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "The cancelled order's id"}, **errors(404, 409, 503)},
+)
+async def cancel_checkout(idempotency_key: IdempotencyKey) -> str:
+    """Cancel a checkout still waiting for payment: the order ends CANCELLED, the widget back."""
+    return str(await checkout.cancel_checkout(idempotency_key))
+
+
+@router.post("/checkout/", include_in_schema=False)
+async def reject_empty_key() -> None:
+    """An empty key would otherwise fall through to a bare 404."""
+    raise InvalidInput("idempotency_key: must not be empty")
+
+
+@router.get("/order/{order_id}", responses=errors(404))
+async def read_order(order_id: OrderId, db: Db) -> OrderOut:
+    """One order's status and dispatch progress."""
+    order = await db.read(store.get_order, order_id=order_id)
+    if order is None:
+        raise NotFound(f"No order {order_id}")
+    return OrderOut.model_validate(order)
