@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from .. import runtime, shoppers, store
+from .. import dbos_internals, runtime, shoppers, store
 from ..config import Settings
 from ..db import open_database
 from ..dbos_config import dbos_config
@@ -81,6 +81,8 @@ def create_app(
             )
         )
         DBOS(config=dbos_config(settings))
+        # Recovered workflows wait on DBOS's internal queue: poll it every 0.1 s, not 1 s.
+        dbos_internals.set_internal_queue_polling()
         launched_at = datetime.now(UTC)
         # Launched inside the running loop, so recovered async workflows run on this loop.
         DBOS.launch()
