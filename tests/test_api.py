@@ -272,7 +272,8 @@ def test_health_reports_the_process(shared_server: StoreServer) -> None:
     health = shared_server.health()
     assert health["status"] == "ok"
     assert health["restart_count"] == 0
-    assert health["application_version"] == "widget-store-1.0.0"  # pinned to the release
+    # The workflows' compatibility, not the package release (docs/upgrading.md).
+    assert health["application_version"] == "widget-store-workflows-1"
 
 
 async def test_twenty_shoppers_race_for_the_last_five(make_server: MakeServer) -> None:

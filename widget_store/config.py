@@ -22,6 +22,12 @@ def release() -> str:
         return "0+unknown"
 
 
+def _workflow_version() -> str:
+    from .workflows import WORKFLOW_VERSION  # the workflows import the settings' module
+
+    return WORKFLOW_VERSION
+
+
 class Settings(BaseSettings):
     """Everything configurable, each with a default that runs the demo on embedded SQLite."""
 
@@ -58,11 +64,11 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=100, ge=10)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
-    # Pinned to the release so a restarted process recovers the workflows it left (DBOS's
-    # default is a hash of the code, which changes with any edit). A release that changes a
-    # workflow's steps must bump the package version: DBOS then leaves the old release's
-    # pending workflows to a process of that release, instead of replaying them on new code.
-    app_version: str = Field(default_factory=lambda: f"widget-store-{release()}")
+    # DBOS's application version: the workflows' compatibility (workflows.WORKFLOW_VERSION),
+    # not the package release, so a new release that keeps the workflows' step sequences
+    # resumes the work the previous one left (DBOS's default, a hash of the code, changes with
+    # any edit). docs/upgrading.md says when it changes.
+    app_version: str = Field(default_factory=lambda: _workflow_version())
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS's executor threads, which run every system-database call and the workflows' steps.

@@ -28,6 +28,14 @@ PAYMENT_STATUS = "payment_status"
 CHECKOUT = "checkout"
 DISPATCH = "dispatch"
 
+# DBOS's application version: it names the workflows' compatibility, not the package release.
+# DBOS recovers and dequeues only the workflows recorded under its own version, so a release
+# that keeps every workflow's step sequence keeps this constant and resumes the previous
+# release's checkouts and dispatches at once. A change to a step sequence goes behind
+# `DBOS.patch_async` (recorded executions replay on the new code) and keeps it too; only a
+# change patching cannot express bumps it, with the old release draining (docs/upgrading.md).
+WORKFLOW_VERSION = "widget-store-workflows-1"
+
 CheckoutResult = Literal["paid", "failed", "cancelled", "expired", "out_of_stock"]
 # What the checkout can be told while it waits: the provider's verdict, or the shopper's cancel.
 Settlement = Literal["paid", "failed", "cancelled"]
