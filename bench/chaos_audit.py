@@ -182,6 +182,7 @@ async def audit(
     if unsettled is None:
         report.broke("orders still PENDING or PAID long after the run (invariant 3)")
     await check_keys(report, probe)
+    await check_stranded(report, http)
     rows = await probe.rows(
         "SELECT checkout_id, order_id, payment_id, order_status, progress_remaining FROM orders"
     )
@@ -195,6 +196,17 @@ async def audit(
     for purchase in purchases:
         check_purchase(report, purchase, orders.get(purchase.checkout_id))
     await check_ticks(report, http, orders)
+
+
+async def check_stranded(report: Report, http: httpx.AsyncClient) -> None:
+    """No order reserved or paid that no running or queued workflow will move on (/stats)."""
+    answer = await http.get("/stats")
+    if answer.status_code != 200:
+        report.broke(f"/stats answered {answer.status_code} at the audit")
+        return
+    stranded = answer.json()["stranded"]
+    if stranded:
+        report.broke(f"{stranded} order(s) stranded: no workflow will move them on")
 
 
 async def check_keys(report: Report, probe: Probe) -> None:

@@ -16,7 +16,8 @@ from . import store
 from .db import Database
 from .errors import Conflict, NotFound, OutOfStock, TooManyUnpaid, Unavailable
 from .payments import PaymentStatus
-from .tables import as_utc
+from .runtime import current
+from .tables import OrderStatus, as_utc
 from .workflows import (
     OUTCOME,
     PAYMENT_ID,
@@ -31,6 +32,11 @@ from .workflows import (
 # How long a request waits on a workflow before answering 503: the work goes on regardless,
 # and a retry with the same key or delivery picks up its result.
 WAIT_S = 30.0
+# The first part of that wait, after which a settlement looks at whether its checkout still runs.
+FIRST_WAIT_S = 1.0
+# DBOS statuses of a checkout workflow that ended, or will never run again on its own, without
+# necessarily publishing its outcome.
+ENDED_WITHOUT_SETTLING = frozenset({"CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,23 @@ async def cancel_checkout(idempotency_key: str) -> int:
     return await _settle(checkout_id, "cancelled", f"key {idempotency_key!r}")
 
 
+async def _refuse_if_ended(checkout_id: str, settlement: Settlement, what: str) -> None:
+    """A checkout that ended without publishing its outcome (cancelled by an operator with
+    DBOS's CLI or Conductor, or ended in ERROR) settles nothing: its order is released here
+    if it still holds its widget (as the reconciler would), and the answer is a Conflict."""
+    status = await DBOS.get_workflow_status_async(checkout_id)
+    if status is None or status.status not in ENDED_WITHOUT_SETTLING:
+        return
+    db = current().db
+    order = await db.read(store.get_checkout, checkout_id=checkout_id)
+    if order is not None and order["order_status"] == OrderStatus.PENDING:
+        await asyncio.to_thread(db.transact, store.release_order, order_id=order["order_id"])
+    raise Conflict(
+        f"Checkout for {what} was stopped ({status.status}) before it settled; its order is "
+        f"cancelled and its widget released, so {settlement!r} changes nothing"
+    )
+
+
 async def _settle(checkout_id: str, settlement: Settlement, what: str) -> int:
     """Tell a waiting checkout how it ends and return the order id.
 
@@ -139,10 +162,18 @@ async def _settle(checkout_id: str, settlement: Settlement, what: str) -> int:
     await DBOS.send_async(
         checkout_id, settlement, PAYMENT_STATUS, idempotency_key=f"settle-{settlement}"
     )
+    # A first short wait answers nearly every settlement; then, before waiting out the rest, a
+    # look at whether the checkout is still there to settle anything.
     outcome = cast(
         OutcomeEvent | None,
-        await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=WAIT_S),
+        await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=FIRST_WAIT_S),
     )
+    if outcome is None:
+        await _refuse_if_ended(checkout_id, settlement, what)
+        outcome = cast(
+            OutcomeEvent | None,
+            await DBOS.get_event_async(checkout_id, OUTCOME, timeout_seconds=WAIT_S - FIRST_WAIT_S),
+        )
     if outcome is None:
         raise Unavailable("Received; the checkout is still settling it, retry shortly")
     if outcome["result"] != settlement:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,18 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_FILE_NAME = "webhook_secret"
+SQLITE_PREFIX = "sqlite:///"
+DBOS_SQLITE = "dbos.sqlite"
+
+
+def _same_database(url: str) -> str:
+    """A database URL, driver and relative paths aside, to compare two of them."""
+    for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    if url.startswith(SQLITE_PREFIX):
+        return SQLITE_PREFIX + str(Path(url[len(SQLITE_PREFIX) :]).resolve())
+    return url
 
 
 def release() -> str:
@@ -69,6 +82,10 @@ class Settings(BaseSettings):
     # resumes the work the previous one left (DBOS's default, a hash of the code, changes with
     # any edit). docs/upgrading.md says when it changes.
     app_version: str = Field(default_factory=lambda: _workflow_version())
+    # How often each serving process reconciles orders against their workflows: an order whose
+    # workflow an operator cancelled, or that ended in ERROR, is released (or dispatched) within
+    # about this long (reconciler.py).
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS's executor threads, which run every system-database call and the workflows' steps.
@@ -106,10 +123,37 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         if url.startswith("postgresql+psycopg://"):
             return url
+        if url.startswith(SQLITE_PREFIX) and Path(url[len(SQLITE_PREFIX) :]).name == DBOS_SQLITE:
+            return url  # the embedded SQLite's folder, said the way DBOS's CLI reads it
         raise ValueError(
-            "DBOS_DATABASE_URL must be a Postgres URL (postgresql://...); "
-            "leave it unset for embedded SQLite"
+            "DBOS_DATABASE_URL must be a Postgres URL (postgresql://...) or the embedded "
+            f"SQLite's DBOS file ({SQLITE_PREFIX}<folder>/{DBOS_SQLITE}); "
+            "leave it unset for embedded SQLite in the default folder"
         )
+
+    @model_validator(mode="after")
+    def _one_database(self) -> Settings:
+        """One variable for the store and DBOS's CLI (docs/upgrading.md): DBOS_DATABASE_URL
+        names Postgres, or the SQLite DBOS file whose folder holds the store's files too; a
+        DBOS_SYSTEM_DATABASE_URL that names another database is refused, so `dbos migrate`
+        cannot put DBOS's tables in one place and the store's in another."""
+        if self.database_url is not None and self.database_url.startswith(SQLITE_PREFIX):
+            folder = Path(self.database_url[len(SQLITE_PREFIX) :]).resolve().parent
+            if "data_dir" in self.model_fields_set and self.data_dir.resolve() != folder:
+                raise ValueError(
+                    f"DBOS_DATABASE_URL names the folder {folder} and WIDGET_STORE_DATA_DIR "
+                    f"{self.data_dir}: set one of them"
+                )
+            self.data_dir = folder
+            self.database_url = None
+        system = os.environ.get("DBOS_SYSTEM_DATABASE_URL")
+        if system and _same_database(system) != _same_database(self.system_database_url):
+            raise ValueError(
+                f"DBOS_SYSTEM_DATABASE_URL ({system}) is not the store's database "
+                f"({self.system_database_url}): unset it and set DBOS_DATABASE_URL only, "
+                "which the store and DBOS's CLI both read"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_mode(self) -> Settings:
@@ -161,7 +205,7 @@ class Settings(BaseSettings):
         """DBOS's system tables: the same Postgres database, or a SQLite file of their own."""
         if self.database_url is not None:
             return self.database_url
-        return f"sqlite:///{self.data_dir / 'dbos.sqlite'}"
+        return f"{SQLITE_PREFIX}{self.data_dir.resolve() / DBOS_SQLITE}"
 
     def resolved_webhook_secret(self) -> str:
         """The configured secret, else the one kept in the data folder, made at first start."""

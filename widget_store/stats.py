@@ -1,4 +1,5 @@
-"""The cockpit's live figures: throughput, orders by state, restarts, and the stock ledger."""
+"""The cockpit's live figures: throughput, orders by state, restarts, the stock ledger, and the
+orders no workflow will move on (stranded)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import store
+from . import reconciler, store
 from .db import Database
 from .tables import OrderStatus, as_utc
 
@@ -44,6 +45,8 @@ async def collect(db: Database) -> dict[str, Any]:
         "dispatching": by_status.get(OrderStatus.PAID.value, 0),
         "ledger": {**ledger, "ok": ledger["unaccounted"] == 0},
         "oversold": max(0, -ledger["inventory"]),
+        # Orders reserved or paid that no running or queued workflow will move on (reconciler.py).
+        "stranded": await reconciler.count_stranded(db),
         "throughput": throughput(await db.read(store.recent_purchase_times), now),
         "process_starts": [
             {

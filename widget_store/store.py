@@ -51,6 +51,7 @@ _SET_STATUS = (
     )
     .values(order_status=bindparam("to_status"), last_update_time=func.now())
 )
+_ORDER_STATUS = select(orders.c.order_status).where(orders.c.order_id == bindparam("id"))
 _RETURN_WIDGET = (
     update(products)
     .where(products.c.product_id == WIDGET_ID)
@@ -110,14 +111,18 @@ def place_order(
     return order_id, payment_id if epoch is not None else None
 
 
-def mark_paid(*, conn: Connection, order_id: int) -> float:
+def mark_paid(*, conn: Connection, order_id: int) -> float | None:
     """PENDING to PAID; returns when, which fixes the dispatch schedule once the step records it.
 
     Idempotent: run again (after a crash before the step's record), the order is already PAID
     and nothing changes; the new moment is the one recorded, and the dispatch, which starts only
-    after this step, keeps to it.
+    after this step, keeps to it. None when the order was CANCELLED instead: released while its
+    checkout was stopped (reconciler.py), it stays released.
     """
-    _set_status(conn, order_id, OrderStatus.PAID, OrderStatus.PENDING)
+    if not _set_status(conn, order_id, OrderStatus.PAID, OrderStatus.PENDING):
+        status = conn.execute(_ORDER_STATUS, {"id": order_id}).scalar_one()
+        if status == OrderStatus.CANCELLED:
+            return None
     return time.time()
 
 
@@ -197,6 +202,26 @@ async def count_orders_by_status(*, session: AsyncSession) -> dict[int, int]:
 
 
 LIVE = (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.DISPATCHED)
+
+
+async def unsettled_orders(*, session: AsyncSession) -> list[dict[str, Any]]:
+    """Every order a workflow still has to move on: PENDING (its checkout) or PAID (its
+    dispatch), with the checkout that made it and when it last changed."""
+    rows = await session.execute(
+        select(
+            orders.c.order_id,
+            orders.c.checkout_id,
+            orders.c.order_status,
+            orders.c.last_update_time,
+        ).where(orders.c.order_status.in_((OrderStatus.PENDING, OrderStatus.PAID)))
+    )
+    return [dict(row) for row in rows.mappings()]
+
+
+async def order_status(*, session: AsyncSession, order_id: int) -> int | None:
+    return (
+        await session.execute(select(orders.c.order_status).where(orders.c.order_id == order_id))
+    ).scalar_one_or_none()
 
 
 async def stock_ledger(*, session: AsyncSession) -> dict[str, int]:

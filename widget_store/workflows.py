@@ -36,7 +36,12 @@ DISPATCH = "dispatch"
 # change patching cannot express bumps it, with the old release draining (docs/upgrading.md).
 WORKFLOW_VERSION = "widget-store-workflows-1"
 
-CheckoutResult = Literal["paid", "failed", "cancelled", "expired", "out_of_stock"]
+# "released": the order was released while its checkout was stopped (an operator cancelled it,
+# the reconciler put the widget back), and the checkout, resumed, found it no longer PENDING.
+# "not_a_checkout": a fork of a checkout (a new workflow id), which ends at once.
+CheckoutResult = Literal[
+    "paid", "failed", "cancelled", "expired", "out_of_stock", "released", "not_a_checkout"
+]
 # What the checkout can be told while it waits: the provider's verdict, or the shopper's cancel.
 Settlement = Literal["paid", "failed", "cancelled"]
 
@@ -59,6 +64,10 @@ class OutcomeEvent(TypedDict):
 def checkout_workflow_id(idempotency_key: str) -> str:
     """Shopper keys are `[A-Za-z0-9_-]`, so the `:` keeps them from ever naming a dispatch."""
     return f"{CHECKOUT}:{idempotency_key}"
+
+
+def is_checkout_id(workflow_id: str) -> bool:
+    return workflow_id.startswith(f"{CHECKOUT}:")
 
 
 def dispatch_workflow_id(order_id: int) -> str:
@@ -89,6 +98,14 @@ async def checkout_workflow(client: str | None = None) -> CheckoutResult:
     rt = current()
     checkout_id = DBOS.workflow_id
     assert checkout_id is not None  # always set inside a workflow
+    if not is_checkout_id(checkout_id):
+        # `dbos workflow fork` runs a checkout under a new id: from step 1 it would place a
+        # second order under a payment id nobody holds, from a later step wait for a payment
+        # that goes to the original. A checkout is its shopper's key; a fork of one does nothing.
+        log.warning(
+            "workflow %s is not a checkout:<key>; a fork of a checkout ends at once", checkout_id
+        )
+        return "not_a_checkout"
     order_id, payment_id = await place_order(checkout_id, client)
     _crash_point("place_order")
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
@@ -107,6 +124,10 @@ async def checkout_workflow(client: str | None = None) -> CheckoutResult:
         return result
     paid_at = await mark_paid(order_id)
     _crash_point("mark_paid")
+    if paid_at is None:
+        # Released while this checkout was stopped: it ends without a second say on the order.
+        await _finish(order_id, "released")
+        return "released"
     # The outcome before the dispatch: the webhook waits for the outcome, and starting a
     # workflow costs round trips it need not wait for. A crash in between replays to here and
     # starts the dispatch all the same.
@@ -158,8 +179,9 @@ async def place_order(checkout_id: str, client: str | None) -> tuple[int, str | 
     return await _step("place_order", store.place_order, checkout_id=checkout_id, client=client)
 
 
-async def mark_paid(order_id: int) -> float:
-    """The order PAID; answers the moment, which fixes the dispatch schedule (store.mark_paid)."""
+async def mark_paid(order_id: int) -> float | None:
+    """The order PAID; answers the moment, which fixes the dispatch schedule (store.mark_paid),
+    or None when the order was already released."""
     return await _step("mark_paid", store.mark_paid, order_id=order_id)
 
 

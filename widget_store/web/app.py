@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from .. import dbos_internals, runtime, shoppers, store
+from .. import dbos_internals, reconciler, runtime, shoppers, store
 from ..config import Settings
 from ..db import open_database
 from ..dbos_config import dbos_config
@@ -106,11 +107,14 @@ def create_app(
         app.state.http = http
         app.state.webhook_secret = webhook_secret
         app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
+        # Orders whose workflow an operator cancelled, or that ended in ERROR (reconciler.py).
+        reconciling = asyncio.create_task(reconciler.run(db, settings.reconcile_interval_s))
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
+            reconciling.cancel()
             DBOS.destroy()
             runtime.bind(None)
             await http.aclose()

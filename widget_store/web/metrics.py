@@ -8,7 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import store
+from .. import reconciler, store
 from ..db import Database
 from ..tables import OrderStatus
 from .deps import ProcessInfo
@@ -40,6 +40,11 @@ class Metrics:
             "widget_store_orders", "Orders by status", ["status"], registry=self.registry
         )
         self.inventory = Gauge("widget_store_inventory", "Widgets in stock", registry=self.registry)
+        self.stranded = Gauge(
+            "widget_store_orders_stranded",
+            "Orders reserved or paid that no running or queued workflow will move on",
+            registry=self.registry,
+        )
         self.restarts = Gauge(
             "widget_store_process_restarts",
             "Times the supervisor restarted the serving process",
@@ -58,6 +63,7 @@ class Metrics:
             self.orders.labels(status=status.name).set(counts.get(status.value, 0))
         product = await db.read(store.get_product)
         self.inventory.set(product["inventory"] if product else 0)
+        self.stranded.set(await reconciler.count_stranded(db))
         self.restarts.set(restart_count)
         self.recovered.set(process.workflows_recovered)
         return generate_latest(self.registry)

@@ -71,6 +71,7 @@ function renderStats(reading) {
   setFigure("fig-dispatched", orders.DISPATCHED);
   setFigure("fig-cancelled", orders.CANCELLED);
   renderLedger(reading.ledger, reading.oversold);
+  renderStranded(reading.stranded);
   renderRestarts(reading.process_starts || []);
   renderChart(reading);
   emit(STATS, { stats: reading });
@@ -98,6 +99,13 @@ function renderLedger(ledger, oversold) {
   el.ledger.dataset.ok = oversold !== 0 ? "false" : verdict;
 }
 
+/** Orders no running or queued workflow will move on: red whenever there is one. */
+function renderStranded(stranded) {
+  if (stranded === undefined) return;
+  setText(el.stranded, count.format(stranded));
+  el["stranded-row"].dataset.ok = String(stranded === 0);
+}
+
 function renderRestarts(starts) {
   const latest = starts[0];
   if (!latest) return;
@@ -119,7 +127,8 @@ function announceFigures(reading) {
     `Live figures: ${count.format(o.PENDING || 0)} waiting for payment, ` +
     `${count.format(o.PAID || 0)} dispatching, ${count.format(o.DISPATCHED || 0)} dispatched, ` +
     `${count.format(o.CANCELLED || 0)} cancelled. ${plural(restarts, "restart")}. ` +
-    `Unaccounted widgets: ${reading.ledger.unaccounted}. Oversold: ${reading.oversold}.`;
+    `Unaccounted widgets: ${reading.ledger.unaccounted}. Oversold: ${reading.oversold}. ` +
+    `Stranded orders: ${reading.stranded ?? 0}.`;
   figures.announced = key;
   figures.announcedAt = now;
 }

@@ -1,0 +1,147 @@
+"""A reservation never outlives its workflow: orders reconciled against their workflows.
+
+An order is *stranded* when it is PENDING or PAID and none of the workflows that can move it on
+is running or queued: a PENDING order's checkout `checkout:<key>`, a PAID order's checkout or
+its dispatch `dispatch:<order id>`. That happens when an operator cancels a workflow with DBOS's
+CLI or Conductor, or when one ends in ERROR. Each serving process looks every
+`reconcile_interval_s` and fixes what it finds, idempotently, so several may run at once:
+
+- a PENDING order whose checkout ended: released (store.release_order, only from PENDING, so the
+  widget comes back exactly once); the checkout, if an operator resumes it later, finds the
+  order released and ends as "released" (workflows.checkout_workflow);
+- a PAID order without a dispatch: its dispatch is started, on the schedule of when it was paid;
+  a cancelled dispatch is resumed (a paid order always ships; its ticks are idempotent).
+
+A dispatch that ended in ERROR cannot be resumed (DBOS resumes neither SUCCESS nor ERROR): it
+stays stranded, counted in the `stranded` figure, for an operator to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from . import store
+from .db import Database
+from .tables import OrderStatus, as_utc
+from .workflows import (
+    CHECKOUT,
+    DISPATCH,
+    dispatch_workflow,
+    dispatch_workflow_id,
+)
+
+log = logging.getLogger(__name__)
+
+# DBOS statuses of a workflow that still runs, or will.
+LIVE = ("PENDING", "ENQUEUED", "DELAYED")
+RESUMABLE = ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def _workflow_ids(order: dict[str, Any]) -> list[str]:
+    """The workflows that can move this order on."""
+    ids = [order["checkout_id"]]
+    if order["order_status"] == OrderStatus.PAID:
+        ids.append(dispatch_workflow_id(order["order_id"]))
+    return ids
+
+
+async def find_stranded(db: Database) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """The stranded orders, each with the statuses of its workflows (by id; a missing one is
+    absent).
+
+    Two reads in bulk (the unsettled orders, then every live checkout and dispatch) give the
+    candidates; each is then confirmed on its own (its workflows, then the order again), so a
+    workflow that settled its order between the two bulk reads is not counted.
+    """
+    orders = await db.read(store.unsettled_orders)
+    if not orders:
+        return []
+    running = await DBOS.list_workflows_async(
+        status=list(LIVE), name=[CHECKOUT, DISPATCH], load_input=False, load_output=False
+    )
+    live = {workflow.workflow_id for workflow in running}
+    stranded = []
+    for order in orders:
+        ids = _workflow_ids(order)
+        if any(workflow_id in live for workflow_id in ids):
+            continue
+        found = await DBOS.list_workflows_async(
+            workflow_ids=ids, load_input=False, load_output=False
+        )
+        statuses: dict[str, str] = {w.workflow_id: str(w.status) for w in found}
+        if any(status in LIVE for status in statuses.values()):
+            continue
+        if await db.read(store.order_status, order_id=order["order_id"]) != order["order_status"]:
+            continue
+        stranded.append((order, statuses))
+    return stranded
+
+
+async def count_stranded(db: Database) -> int:
+    return len(await find_stranded(db))
+
+
+async def reconcile(db: Database) -> int:
+    """Fix every stranded order found; how many were fixed."""
+    fixed = 0
+    for order, statuses in await find_stranded(db):
+        if await _fix(db, order, statuses):
+            fixed += 1
+    return fixed
+
+
+async def _fix(db: Database, order: dict[str, Any], statuses: dict[str, str]) -> bool:
+    order_id = order["order_id"]
+    checkout_status = statuses.get(order["checkout_id"], "missing")
+    if order["order_status"] == OrderStatus.PENDING:
+        released = await asyncio.to_thread(db.transact, store.release_order, order_id=order_id)
+        if released:
+            log.warning(
+                "order %s released: its checkout %s ended without settling it (%s)",
+                order_id,
+                order["checkout_id"],
+                checkout_status,
+                extra={"order_id": order_id, "transition": "released"},
+            )
+        return released
+    dispatch_id = dispatch_workflow_id(order_id)
+    dispatch_status = statuses.get(dispatch_id)
+    if dispatch_status is None:
+        paid_at: datetime = as_utc(order["last_update_time"])
+        with SetWorkflowID(dispatch_id):
+            await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at.timestamp())
+        log.warning(
+            "order %s paid but never dispatched (checkout %s): dispatch started",
+            order_id,
+            checkout_status,
+            extra={"order_id": order_id, "transition": "dispatch_started"},
+        )
+        return True
+    if dispatch_status in RESUMABLE:
+        await DBOS.resume_workflow_async(dispatch_id)
+        log.warning(
+            "order %s: its dispatch was %s, resumed",
+            order_id,
+            dispatch_status,
+            extra={"order_id": order_id, "transition": "dispatch_resumed"},
+        )
+        return True
+    log.error("order %s is PAID but its dispatch ended as %s", order_id, dispatch_status)
+    return False
+
+
+async def run(db: Database, interval_s: float) -> None:
+    """Reconcile every `interval_s` until cancelled; a database that is away is waited out."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await reconcile(db)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database away, say: the next pass tries again
+            log.warning("reconciling orders failed, retrying in %.1f s: %s", interval_s, exc)
