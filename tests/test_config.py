@@ -85,7 +85,7 @@ def test_dbos_runs_on_a_bounded_number_of_executor_threads(
 ) -> None:
     assert dbos_config(Settings())["max_executor_threads"] is None  # SQLite: DBOS's own
     monkeypatch.setenv("DBOS_DATABASE_URL", "postgresql://u@h:5432/db")
-    assert dbos_config(Settings())["max_executor_threads"] == 8
+    assert dbos_config(Settings())["max_executor_threads"] == 4
     monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "3")
     assert dbos_config(Settings())["max_executor_threads"] == 3
     monkeypatch.setenv("WIDGET_STORE_EXECUTOR_THREADS", "1")

@@ -89,11 +89,22 @@ class Settings(BaseSettings):
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS's executor threads, which run every system-database call and the workflows' steps.
-    # Unset: 8 on Postgres, where DBOS's unbounded default has dozens of threads contend for the
+    # Unset: 4 on Postgres, where DBOS's unbounded default has dozens of threads contend for the
     # GIL under load and each checkpoint cost nearly twice the CPU (bench/load.py); bounded,
     # calls queue for a thread instead. Unbounded on SQLite, where a call can wait seconds for
     # the file's write lock, and would hold up every call queued behind it.
     executor_threads: int | None = Field(default=None, ge=2)
+    # Serving processes under one supervisor, each with executor id `<executor_id>-<n>` (the
+    # plain id when there is one). Unset: the core count on Postgres; SQLite is one process.
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # Postgres connections of one serving process (docs/architecture.md's budget): DBOS's pool,
+    # the routes' pool (plus DBOS's listener, the liveness lock and one a step thread).
+    sys_db_pool_size: int = Field(default=6, ge=2)
+    app_db_pool_size: int = Field(default=3, ge=1)
+    # A dead executor's workflows are taken over by a survivor after this long (longer than a
+    # supervisor's restart, which keeps the id); how often each process looks.
+    takeover_grace_s: float = Field(default=5.0, gt=0)
+    liveness_interval_s: float = Field(default=0.5, gt=0)
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)
     # A serving process that dies sooner than this after its start counts towards a crash
@@ -184,7 +195,21 @@ class Settings(BaseSettings):
         """The bound on DBOS's executor threads; None leaves DBOS's own (unbounded)."""
         if self.executor_threads is not None:
             return self.executor_threads
-        return None if self.uses_sqlite else 8
+        return None if self.uses_sqlite else 4
+
+    @property
+    def worker_count(self) -> int:
+        """Serving processes: as set, else one a core on Postgres; always one on SQLite."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if self.uses_sqlite else max(1, os.cpu_count() or 1)
+
+    @property
+    def connections_per_process(self) -> int:
+        """Postgres connections one serving process opens at most."""
+        threads = self.dbos_executor_threads or 0
+        # DBOS's pool + its LISTEN connection + the step engine + the routes' pool + liveness.
+        return self.sys_db_pool_size + 1 + threads + self.app_db_pool_size + 1
 
     @property
     def app_database_url(self) -> str:

@@ -83,9 +83,15 @@ def engine_kwargs(settings: Settings) -> dict[str, Any]:
     workflows write through the step engine."""
     if settings.uses_sqlite:
         return {}
-    # Small: with the step engine's 8 and DBOS's own 20, a store holds at most 38 connections,
-    # so two instances and a psql session fit in Postgres's default 100.
-    return {"pool_size": 5, "max_overflow": 5, "pool_pre_ping": POOL_PRE_PING, "pool_timeout": 10}
+    # Sized from the settings, with no overflow, so that Settings.connections_per_process is a
+    # bound (docs/architecture.md's connection budget). A request that finds none free within
+    # the timeout answers 503 with Retry-After (web/app.py).
+    return {
+        "pool_size": settings.app_db_pool_size,
+        "max_overflow": 0,
+        "pool_pre_ping": POOL_PRE_PING,
+        "pool_timeout": 10,
+    }
 
 
 def step_engine(settings: Settings) -> sa.Engine:

@@ -20,6 +20,8 @@ def dbos_config(settings: Settings) -> DBOSConfig:
     if not settings.uses_sqlite:
         # DBOS pings its pool's connections unless told not to (db.POOL_PRE_PING says why).
         config["db_engine_kwargs"] = {"pool_pre_ping": POOL_PRE_PING}
+        # DBOS's own pool, out of the connection budget (Settings.connections_per_process).
+        config["sys_db_pool_size"] = settings.sys_db_pool_size
     else:
         config["notification_listener_polling_interval_sec"] = settings.sqlite_poll_interval_s
     if settings.otlp_endpoint:

@@ -150,6 +150,9 @@ class StoreServer:
             # Tests and benchmarks play many shoppers from one address; the tests of the cap
             # on unpaid checkouts per client set it back.
             WIDGET_STORE_MAX_UNPAID_PER_CLIENT="0",
+            # One serving process (on Postgres the default is one a core): the tests of
+            # several workers ask for them.
+            WIDGET_STORE_WORKERS="1",
             PYTHONUNBUFFERED="1",
         )
         if self.database.url:

@@ -35,11 +35,25 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="migrate, then serve and restart after any crash")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="serving processes, each with an executor id of its own (default: "
+        "WIDGET_STORE_WORKERS, else the core count on Postgres; 1 on SQLite)",
+    )
     commands.add_parser("migrate", help="apply the migrations and seed the catalogue, then exit")
     args = parser.parse_args(argv)
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
+
+    workers = getattr(args, "workers", None) or settings.worker_count
+    if workers > 1 and settings.uses_sqlite:
+        sys.exit(
+            f"widget-store: --workers {workers} needs Postgres (DBOS_DATABASE_URL): "
+            "SQLite is one process"
+        )
 
     from .migrate import migrate
 
@@ -55,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             getattr(args, "host", "127.0.0.1"),
             getattr(args, "port", 8000),
             crash_loop_window_s=settings.crash_loop_window_s,
+            workers=workers,
+            executor_id=settings.executor_id,
         )
     )
 

@@ -1,4 +1,5 @@
-"""Keep the store up: run the server in a child process and start a new one whenever it dies.
+"""Keep the store up: run the server in child processes (`--workers`, one a core by default on
+Postgres) and start a new one whenever one dies.
 
 Why not uvicorn's or gunicorn's process manager: uvicorn supervises only with several workers
 and gunicorn's arbiter restarts workers without backoff, and DBOS needs the opposite of a
@@ -9,8 +10,11 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
   arrive while a child restarts wait in the kernel's backlog instead of being refused.
 - A child that dies within 2 s of starting counts towards a crash loop, which backs off
   exponentially; a child that served for longer resets it.
-- SIGTERM or SIGINT stops the child gracefully and nothing is restarted; if the supervisor
-  itself is killed, the kernel ends the child too (PR_SET_PDEATHSIG), so no orphan is left.
+- Each child has an executor id of its own, stable across its restarts (`<executor id>-<n>`,
+  the plain id when there is one child), and is restarted on its own, with its own backoff.
+  All accept on the one inherited socket.
+- SIGTERM or SIGINT stops the children gracefully and nothing is restarted; if the supervisor
+  itself is killed, the kernel ends the children too (PR_SET_PDEATHSIG), so no orphan is left.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 RESTART_COUNT_ENV = "WIDGET_STORE_RESTART_COUNT"
+EXECUTOR_ID_ENV = "WIDGET_STORE_EXECUTOR_ID"
 PR_SET_PDEATHSIG = 1
 
 
@@ -70,16 +75,60 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+@dataclass
+class Slot:
+    """One serving process's place under the supervisor: its executor id, its own restarts."""
+
+    number: int
+    executor_id: str
+    backoff: Backoff
+    child: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+
 class Supervisor:
-    def __init__(self, sock: socket.socket, backoff: Backoff, *, grace_s: float = 30.0) -> None:
+    """Runs `workers` serving processes on the one socket, each restarted on its own."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        backoff: Backoff,
+        *,
+        grace_s: float = 30.0,
+        workers: int = 1,
+        executor_id: str | None = None,
+    ) -> None:
         self.sock = sock
         self.grace_s = grace_s
-        self.backoff = backoff
         self.stopping = threading.Event()
-        self.child: subprocess.Popen[bytes] | None = None
+        self.lock = threading.Lock()
+        base = executor_id or os.environ.get(EXECUTOR_ID_ENV) or "local"
+        # One worker keeps the plain id, so a single process recovers what it left at launch.
+        self.slots = [
+            Slot(
+                number=n,
+                executor_id=base if workers == 1 else f"{base}-{n}",
+                backoff=Backoff(
+                    healthy_after_s=backoff.healthy_after_s,
+                    free_restarts=backoff.free_restarts,
+                    first_delay_s=backoff.first_delay_s,
+                    max_delay_s=backoff.max_delay_s,
+                ),
+            )
+            for n in range(1, workers + 1)
+        ]
 
-    def _start_child(self, restart_count: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, RESTART_COUNT_ENV: str(restart_count)}
+    @property
+    def child(self) -> subprocess.Popen[bytes] | None:
+        """The first worker's process (the only one with one worker)."""
+        return self.slots[0].child
+
+    def _start_child(self, slot: Slot) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            RESTART_COUNT_ENV: str(slot.restarts),
+            EXECUTOR_ID_ENV: slot.executor_id,
+        }
         command = [sys.executable, "-m", "widget_store.server.worker", str(self.sock.fileno())]
         return subprocess.Popen(
             command, env=env, pass_fds=(self.sock.fileno(),), preexec_fn=_die_with_parent
@@ -88,45 +137,57 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping the server", signal.Signals(signum).name)
         self.stopping.set()
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
+        for slot in self.slots:
+            if slot.child is not None and slot.child.poll() is None:
+                slot.child.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
-        restarts = 0
-        while not self.stopping.is_set():
+        threads = [
+            threading.Thread(target=self._keep, args=(slot,), name=f"worker-{slot.number}")
+            for slot in self.slots
+        ]
+        for thread in threads:
+            thread.start()
+        # The main thread only waits, so that it can take the signals.
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(timeout=0.2)
+        return 0
+
+    def _keep(self, slot: Slot) -> None:
+        """Start one worker, and again whenever it dies, until the supervisor stops."""
+        while True:
             started = time.monotonic()
-            self.child = self._start_child(restarts)
-            code = self._wait_child()
+            with self.lock:
+                if self.stopping.is_set():
+                    break
+                slot.child = self._start_child(slot)
+            if self.stopping.is_set():  # a signal between the check and the start
+                slot.child.send_signal(signal.SIGTERM)
+            code = slot.child.wait()
             if self.stopping.is_set():
                 break
             uptime = time.monotonic() - started
-            delay = self.backoff.next_delay(uptime)
-            restarts += 1
+            delay = slot.backoff.next_delay(uptime)
+            slot.restarts += 1
             log.warning(
-                "server exited (%s) after %.1f s; restart %d in %.1f s",
+                "server %s exited (%s) after %.1f s; restart %d in %.1f s",
+                slot.executor_id,
                 _describe(code),
                 uptime,
-                restarts,
+                slot.restarts,
                 delay,
             )
             if self.stopping.wait(delay):
                 break
-        return self._stop_child()
+        self._stop_child(slot)
 
-    def _wait_child(self) -> int:
-        assert self.child is not None
-        while True:
-            try:
-                return self.child.wait()
-            except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-                continue
-
-    def _stop_child(self) -> int:
-        child = self.child
+    def _stop_child(self, slot: Slot) -> None:
+        child = slot.child
         if child is None or child.poll() is not None:
-            return 0
+            return
         child.send_signal(signal.SIGTERM)
         try:
             child.wait(timeout=self.grace_s)
@@ -134,7 +195,6 @@ class Supervisor:
             log.warning("server did not stop within %.0f s; killing it", self.grace_s)
             child.kill()
             child.wait()
-        return 0
 
 
 def _describe(code: int) -> str:
@@ -143,10 +203,25 @@ def _describe(code: int) -> str:
     return f"exit code {code}"
 
 
-def supervise(host: str, port: int, *, crash_loop_window_s: float) -> int:
-    sock = listen(host, port)
-    log.info("Widget Store listening on http://%s:%d", host, port)
+def supervise(
+    host: str,
+    port: int,
+    *,
+    crash_loop_window_s: float,
+    sock: socket.socket | None = None,
+    workers: int = 1,
+    executor_id: str | None = None,
+) -> int:
+    """`sock`: the socket already listening on host:port (the CLI opens it before migrating)."""
+    sock = sock or listen(host, port)
+    log.info("Widget Store listening on http://%s:%d (%d serving processes)", host, port, workers)
     try:
-        return Supervisor(sock, Backoff(healthy_after_s=crash_loop_window_s)).run()
+        supervisor = Supervisor(
+            sock,
+            Backoff(healthy_after_s=crash_loop_window_s),
+            workers=workers,
+            executor_id=executor_id,
+        )
+        return supervisor.run()
     finally:
         sock.close()

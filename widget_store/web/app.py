@@ -25,6 +25,7 @@ from ..db import open_database
 from ..dbos_config import dbos_config
 from ..errors import StoreError
 from ..paths import HTML_DIR
+from ..takeover import pending_of, start_liveness
 from .body_limit import BodyLimit
 from .deps import ProcessInfo
 from .metrics import Metrics, RequestMetrics
@@ -84,10 +85,23 @@ def create_app(
         DBOS(config=dbos_config(settings))
         # Recovered workflows wait on DBOS's internal queue: poll it every 0.1 s, not 1 s.
         dbos_internals.set_internal_queue_polling()
+        # Postgres: this executor id's lock, held while alive; a survivor takes over when it is
+        # not (takeover.py). Counted before the launch: what DBOS re-enqueues for this id.
+        liveness = await start_liveness(
+            settings.database_url,
+            settings.executor_id,
+            grace_s=settings.takeover_grace_s,
+            interval_s=settings.liveness_interval_s,
+        )
+        pending = None
+        if liveness is not None:
+            pending = await pending_of(
+                liveness.database_url, settings.executor_id, settings.app_version
+            )
         launched_at = datetime.now(UTC)
         # Launched inside the running loop, so recovered async workflows run on this loop.
         DBOS.launch()
-        recovered = await count_recovered(settings, launched_at)
+        recovered = await count_recovered(settings, launched_at) if pending is None else pending
         log.info(
             "serving (restart %d): recovered %d workflow(s) of executor %s",
             settings.restart_count,
@@ -106,7 +120,11 @@ def create_app(
         app.state.db = db
         app.state.http = http
         app.state.webhook_secret = webhook_secret
-        app.state.process = ProcessInfo(started_at=launched_at, workflows_recovered=recovered)
+        app.state.process = ProcessInfo(
+            started_at=launched_at, workflows_recovered=recovered, liveness=liveness
+        )
+        if liveness is not None:
+            liveness.watch()
         # Orders whose workflow an operator cancelled, or that ended in ERROR (reconciler.py).
         reconciling = asyncio.create_task(reconciler.run(db, settings.reconcile_interval_s))
         if on_started is not None:
@@ -115,6 +133,8 @@ def create_app(
             yield
         finally:
             reconciling.cancel()
+            if liveness is not None:
+                await liveness.close()
             DBOS.destroy()
             runtime.bind(None)
             await http.aclose()

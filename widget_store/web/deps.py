@@ -15,6 +15,7 @@ from ..checkout import UnpaidCap
 from ..config import Settings
 from ..db import Database
 from ..errors import Unauthorized
+from ..takeover import Liveness
 
 IdempotencyKey = Annotated[
     str,
@@ -51,7 +52,10 @@ class ProcessInfo:
     """Facts about the serving process that /health and /metrics report."""
 
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # This executor id's workflows DBOS re-enqueued at this start; any live process may run them.
     workflows_recovered: int = 0
+    # Postgres: this process's lock and its view of every executor (takeover.py).
+    liveness: Liveness | None = None
 
 
 def get_db(request: Request) -> Database:

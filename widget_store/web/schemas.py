@@ -49,13 +49,37 @@ class CheckoutOut(BaseModel):
     status: str
 
 
+class ExecutorOut(BaseModel):
+    executor_id: str
+    alive: bool
+    pid: int
+    host: str
+    alive_since: datetime
+    last_seen: datetime
+    taken_over_by: str | None
+    taken_over_at: datetime | None
+    workflows_taken_over: int
+
+
 class HealthOut(BaseModel):
     status: str
     pid: int = Field(description="The serving process; it changes with every restart")
     started_at: datetime
     restart_count: int = Field(description="How many times the supervisor restarted the server")
-    workflows_recovered: int = Field(description="Workflows this process resumed at start")
+    workflows_recovered: int = Field(
+        description="This executor id's workflows DBOS re-enqueued at this start: any live "
+        "process may run them"
+    )
+    workflows_run_after_recovery: int | None = Field(
+        default=None,
+        description="Recovered workflows (of any executor: a restart or a takeover) that this "
+        "process claimed and ran since it started",
+    )
     executor_id: str
+    executors: list[ExecutorOut] = Field(
+        default_factory=list,
+        description="Every executor id known (Postgres): alive or not, taken over by whom",
+    )
     application_version: str
     database: str
     demo: bool

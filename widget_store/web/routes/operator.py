@@ -4,6 +4,7 @@ the operator's token (deps.require_operator)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Annotated, Any, Literal
 
@@ -11,12 +12,12 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ... import stats, store
+from ... import stats, store, takeover
 from ...errors import NotFound
 from .. import monitor
 from ..deps import Db, Operator, errors, get_process, get_settings
 from ..metrics import Metrics
-from ..schemas import HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from ..schemas import ExecutorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
 from ..security import SameOrigin
 from .shop import read_product
 
@@ -43,13 +44,21 @@ async def read_health(request: Request) -> HealthOut:
     """Is this process serving, since when, and what did it recover at start."""
     settings = get_settings(request)
     info = get_process(request)
+    try:
+        ran = await asyncio.wait_for(
+            takeover.run_after_recovery(settings.executor_id, info.started_at), timeout=1
+        )
+    except Exception:  # the database busy or away: the process still serves
+        ran = None
     return HealthOut(
         status="ok",
         pid=os.getpid(),
         started_at=info.started_at,
         restart_count=settings.restart_count,
         workflows_recovered=info.workflows_recovered,
+        workflows_run_after_recovery=ran,
         executor_id=settings.executor_id,
+        executors=[ExecutorOut(**row) for row in info.liveness.snapshot()] if info.liveness else [],
         application_version=settings.app_version,
         database="sqlite" if settings.uses_sqlite else "postgresql",
         demo=settings.demo,
