@@ -4,11 +4,16 @@ Set WIDGET_STORE_TEST_POSTGRES_URL (e.g. postgresql://postgres@127.0.0.1:5432/po
 the Postgres leg; each server then gets a fresh database, dropped afterwards. Without it the
 Postgres leg is reported as skipped, unless WIDGET_STORE_TEST_REQUIRE_POSTGRES=1 (CI) makes
 that a failure. The browser tests' fixtures are in browser/conftest.py.
+
+`pytest` alone runs the quick part: every test not marked `slow` (the browser and crash
+markers count as slow, and so does every Postgres leg). `pytest --full` runs everything.
+A run fails if it leaves a /tmp/widget-store-* folder behind.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +23,57 @@ from widget_store.testing import POSTGRES_URL_ENV, Database, StoreServer
 
 from .support import FAST_TICK, MakeServer
 
-BACKENDS = ["sqlite", "postgres"]
+# The Postgres leg is slow: it runs with --full.
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
+SLOW_MARKERS = ("slow", "browser", "crash")
+FULL_OPTION = "--full"
+LEFTOVER_GLOB = "widget-store-*"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        FULL_OPTION,
+        action="store_true",
+        help="run everything: also the slow tests (browser, crash and recovery, chaos, fuzz, "
+        "benchmarks) and the Postgres leg",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption(FULL_OPTION):
+        return
+    slow = [item for item in items if any(item.get_closest_marker(m) for m in SLOW_MARKERS)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item not in slow]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption(FULL_OPTION):
+        return "widget-store: the full run (slow tests and the Postgres leg included)"
+    return f"widget-store: the quick run; slow tests and the Postgres leg need {FULL_OPTION}"
+
+
+def _leftovers() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob(LEFTOVER_GLOB))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BEFORE] = _leftovers()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_BEFORE, set())
+    left = sorted(_leftovers() - before)
+    if left and not hasattr(session.config, "workerinput"):
+        names = ", ".join(str(path) for path in left)
+        session.config.get_terminal_writer().line(
+            f"the run left temporary folders: {names}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[set[Path]]()
 
 
 def _postgres_url() -> str | None:

@@ -18,6 +18,9 @@ import pytest
 from bench.lateness import Dispatch, peak_in_flight
 from widget_store.testing import POSTGRES_URL_ENV
 
+# Slow: runs with `pytest --full` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SHORT_LOAD = ["--duration", "5", "--warmup", "2"]
 

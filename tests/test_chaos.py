@@ -29,6 +29,9 @@ from bench.chaos_audit import (
 
 from .support import MakeServer
 
+# Slow: runs with `pytest --full` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 DURATION_S = 30.0
 # Tighter than the script's default 3-8 s, so that even the slowest seeded gaps fit three
 # faults (and their recoveries) into 30 s.

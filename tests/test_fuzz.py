@@ -38,6 +38,9 @@ from widget_store.testing import StoreServer, signature
 
 from .support import new_key
 
+# Slow: runs with `pytest --full` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -8,6 +8,9 @@ from widget_store.testing import StoreServer
 
 from .support import DISPATCHED, FAST_TICK, MakeServer, new_key, wait_status
 
+# Slow: runs with `pytest --full` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def test_checkout_on_one_instance_paid_through_the_other(
     make_server: MakeServer, backend: str
