@@ -105,7 +105,7 @@ def test_request_data_cannot_forge_a_text_log_line(make_server: MakeServer) -> N
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_json_logs_have_utc_times_and_no_terminal_colours(make_server: MakeServer) -> None:
-    server = make_server(WIDGET_STORE_LOG_FORMAT="json")
+    server = make_server(WIDGET_STORE_LOG_FORMAT="json", WIDGET_STORE_LOG_LEVEL="DEBUG")
     forge(server)
     server.stop()
     text = server.log_text()
@@ -116,7 +116,8 @@ def test_json_logs_have_utc_times_and_no_terminal_colours(make_server: MakeServe
     for data in records:
         assert ISO_UTC.match(data["time"]), data
         assert "color_message" not in data
-    # uvicorn gives these a coloured copy (color_message); it is dropped.
+    # uvicorn gives these a coloured copy (color_message); it is dropped. (A routine line:
+    # shown at DEBUG only, logs.ROUTINE_LOGGERS.)
     assert any(data["message"].startswith("Started server process") for data in records)
     requests = [data for data in records if data.get("route") == "unmatched"]
     assert {data["path"] for data in requests} >= {"/x\\x85FORGED LINE", "/x\\u2028FORGED LINE"}

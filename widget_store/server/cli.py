@@ -1,40 +1,146 @@
-"""`widget-store`: serve (the default) or migrate."""
+"""`widget-store`: serve (the default) or migrate.
+
+Whatever stops the program before it serves (a wrong setting, a busy port, a database it cannot
+reach) is said in one line that names the setting, the port or the database, and what to do;
+the exit code is then 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
+from typing import NoReturn
 
-from pydantic import ValidationError
+import sqlalchemy as sa
+from pydantic import AliasChoices, ValidationError
 
 from ..config import Settings
 from . import logs
 
 log = logging.getLogger("widget_store")
 
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+EXIT_REFUSED = 2
+SETTINGS_POINTER = "see the Configuration table in README.md"
+
+DESCRIPTION = """\
+An online store that sells a widget and survives any crash.
+
+Without a command, `widget-store` serves: `widget-store serve` with its defaults
+(http://127.0.0.1:8000, embedded SQLite in the data folder)."""
+
+SETTINGS_EPILOG = """\
+settings are environment variables, among them:
+  DBOS_DATABASE_URL               Postgres URL (unset: embedded SQLite)
+  WIDGET_STORE_DATA_DIR           the SQLite files and the webhook secret
+                                  (default: ~/.local/share/widget-store)
+  WIDGET_STORE_DEMO               1 (default): demo mode; 0: production
+  WIDGET_STORE_OPERATOR_TOKEN     the operator routes' bearer token (needed when DEMO=0)
+  WIDGET_STORE_PAYMENT_TIMEOUT_S  seconds a checkout waits for payment (default: 300)
+  WIDGET_STORE_LOG_LEVEL          INFO (default), DEBUG shows DBOS's and Alembic's lines
+  WIDGET_STORE_LOG_FORMAT         text (default) or json
+every setting, with its default, is in the Configuration table of README.md."""
+
+
+def refuse(message: str) -> NoReturn:
+    """Stop before serving, with one line on stderr."""
+    print(f"widget-store: {message}", file=sys.stderr)  # noqa: T201
+    sys.exit(EXIT_REFUSED)
+
+
+def _variable(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    if isinstance(alias, str):
+        return alias
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
 
 def load_settings() -> Settings:
-    """Settings from the environment; a wrong one stops the program with a message naming it."""
+    """Settings from the environment; a wrong one stops the program with a line naming its
+    environment variable (never its value, which may be a secret)."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-            for error in exc.errors()
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            loc = error["loc"]
+            field = str(loc[0]) if loc else ""
+            problems.append(f"{_variable(field)}: {message}" if field else message)
+        refuse(f"{'; '.join(problems)} ({SETTINGS_POINTER})")
+
+
+def describe_database(settings: Settings) -> str:
+    """The database in use, for people: the SQLite folder, or the Postgres URL without its
+    password."""
+    if settings.uses_sqlite:
+        return f"SQLite in {settings.data_dir}"
+    return f"Postgres at {hidden_password(settings.app_database_url)}"
+
+
+def hidden_password(url: str) -> str:
+    """The URL as people write it (the driver left out), its password as ***."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before anything else so that a busy port is said at once."""
+    from .supervisor import listen
+
+    try:
+        return listen(host, port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        refuse(
+            f"cannot listen on {host}:{port} ({reason.lower()}); stop whatever uses it, "
+            f"or choose another port: widget-store serve --port {port + 1}"
         )
-        sys.exit(f"widget-store: invalid configuration: {problems}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def _migrate(settings: Settings) -> None:
+    from .migrate import DatabaseUnreachable, migrate
+
+    try:
+        migrate(settings)
+    except DatabaseUnreachable as exc:
+        refuse(
+            f"cannot reach the database at {hidden_password(settings.app_database_url)} "
+            f"({exc.reason}); start it, or fix DBOS_DATABASE_URL"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="widget-store",
-        description="An online store that sells a widget and survives any crash.",
+        description=DESCRIPTION,
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="migrate, then serve and restart after any crash")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate}")
+    serve = commands.add_parser(
+        "serve",
+        help="(the default) migrate, then serve and restart after any crash",
+        description="Apply the migrations, seed the widget, then serve the store and the page, "
+        "restarting the server at once after any crash. Ctrl-C or SIGTERM stops it.",
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default: {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default: {DEFAULT_PORT})",
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -42,33 +148,43 @@ def main(argv: list[str] | None = None) -> None:
         help="serving processes, each with an executor id of its own (default: "
         "WIDGET_STORE_WORKERS, else the core count on Postgres; 1 on SQLite)",
     )
-    commands.add_parser("migrate", help="apply the migrations and seed the catalogue, then exit")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "migrate",
+        help="apply the migrations and seed the catalogue, then exit",
+        description="Apply the migrations and seed the widget, then exit.",
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
 
+    if args.command == "migrate":
+        _migrate(settings)
+        log.info("database is up to date: %s", describe_database(settings))
+        return
+
+    host = getattr(args, "host", DEFAULT_HOST)
+    port = getattr(args, "port", DEFAULT_PORT)
     workers = getattr(args, "workers", None) or settings.worker_count
     if workers > 1 and settings.uses_sqlite:
-        sys.exit(
-            f"widget-store: --workers {workers} needs Postgres (DBOS_DATABASE_URL): "
-            "SQLite is one process"
-        )
-
-    from .migrate import migrate
-
-    migrate(settings)
-    if args.command == "migrate":
-        log.info("database is up to date")
-        return
+        refuse(f"--workers {workers} needs Postgres (DBOS_DATABASE_URL): SQLite is one process")
+    sock = _bind(host, port)
+    _migrate(settings)
 
     from .supervisor import supervise
 
     sys.exit(
         supervise(
-            getattr(args, "host", "127.0.0.1"),
-            getattr(args, "port", 8000),
+            host,
+            port,
             crash_loop_window_s=settings.crash_loop_window_s,
+            sock=sock,
             workers=workers,
             executor_id=settings.executor_id,
         )

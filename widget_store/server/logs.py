@@ -19,11 +19,11 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-# DBOS's own console format (dbos/_logger.py), kept for its lines in text mode.
-DBOS_TEXT_FORMAT = "%(asctime)s [%(levelname)8s] (%(name)s:%(filename)s:%(lineno)s) %(message)s"
-DBOS_DATE_FORMAT = "%H:%M:%S"
-# The handler name DBOS looks for to apply its console log level.
-DBOS_CONSOLE_HANDLER = "__dbos_console_log_handler__"
+
+# Libraries whose INFO lines are routine (DBOS's "Applying migration N", Alembic's plugins and
+# upgrades, uvicorn's startup and shutdown steps): written at DEBUG, so that a start says only
+# what a person needs. Their warnings and errors keep their level.
+ROUTINE_LOGGERS = ("dbos", "alembic", "uvicorn.error")
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: everything a
 # terminal or a line-splitting reader may act on.
@@ -112,21 +112,31 @@ class JsonLineFormatter(JsonFormatter):
         return log_data
 
 
+class RoutineToDebug(logging.Filter):
+    """A handler's filter: the routine INFO lines of ROUTINE_LOGGERS become DEBUG lines, shown
+    only when the configured level lets DEBUG through."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.name.startswith(ROUTINE_LOGGERS):
+            if self.level > logging.DEBUG:
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """One handler, one format, for everything: the root logger's and DBOS's."""
     handler = logging.StreamHandler()
-    # DBOS gives its logger a console handler of its own only if it has none: hand it one of
-    # ours, so its lines are escaped (and JSON in the JSON format) too.
-    dbos_handler: logging.Handler
-    if fmt == "json":
-        handler.setFormatter(JsonLineFormatter())
-        dbos_handler = handler
-    else:
-        handler.setFormatter(TextFormatter(TEXT_FORMAT))
-        dbos_handler = logging.StreamHandler()
-        dbos_handler.name = DBOS_CONSOLE_HANDLER
-        dbos_handler.setFormatter(TextFormatter(DBOS_TEXT_FORMAT, datefmt=DBOS_DATE_FORMAT))
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
+    handler.addFilter(RoutineToDebug(logging.getLevelNamesMapping().get(level.upper(), 20)))
+    # DBOS gives its logger a console handler of its own, in its own format, only if it has
+    # none: hand it ours, so its lines read (and are escaped) like every other.
     dbos = logging.getLogger("dbos")
-    dbos.handlers[:] = [dbos_handler]
+    dbos.handlers[:] = [handler]
     dbos.propagate = False
     root = logging.getLogger()
     root.handlers[:] = [handler]

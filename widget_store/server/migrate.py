@@ -19,6 +19,9 @@ from ..tables import RESTOCK_LEVEL, WIDGET_ID, products
 
 log = logging.getLogger(__name__)
 
+# How long a start waits for a Postgres that does not answer yet (one starting beside it).
+POSTGRES_WAIT_S = 15
+
 # The store's tables, and DBOS's system tables (config.Settings's SQLite URLs).
 SQLITE_FILES = ("store.sqlite", "dbos.sqlite")
 
@@ -31,13 +34,24 @@ CATALOGUE = {
 }
 
 
+class DatabaseUnreachable(Exception):
+    """Postgres did not answer within POSTGRES_WAIT_S; `reason` says why, in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def migrate(settings: Settings) -> None:
     """Idempotent: safe on every start, and with several instances starting at once."""
     if settings.uses_sqlite:
         _create_private_files(settings.data_dir)
         _use_wal(settings)
     else:
-        _create_postgres_database(settings.app_database_url)
+        try:
+            _create_postgres_database(settings.app_database_url)
+        except sa.exc.OperationalError as exc:
+            raise DatabaseUnreachable(_first_line(exc.orig or exc)) from exc
     config = Config(str(ALEMBIC_INI))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = settings.app_database_url
@@ -74,11 +88,19 @@ def _use_wal(settings: Settings) -> None:
             conn.execute("PRAGMA journal_mode=WAL")
 
 
+def _first_line(exc: BaseException) -> str:
+    """The cause in a few words: psycopg's connection errors run over several lines, the
+    first ending with it ("...: Connection refused")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0].rsplit(": ", 1)[-1] if lines else type(exc).__name__
+
+
 @retry(
     retry=retry_if_exception_type(sa.exc.OperationalError),
-    stop=stop_after_delay(30),
+    stop=stop_after_delay(POSTGRES_WAIT_S),
     wait=wait_fixed(1),
-    before_sleep=before_sleep_log(log, logging.WARNING),
+    # Each retry at DEBUG: the start says once, in one line, if it gives up (cli.py).
+    before_sleep=before_sleep_log(log, logging.DEBUG),
     reraise=True,
 )
 def _create_postgres_database(url: str) -> None:

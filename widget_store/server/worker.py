@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 
 import uvicorn
 
+from ..config import Settings
 from ..runtime import loopback_url
 from ..web.app import create_app
 from . import heap, logs
-from .cli import load_settings
+from .cli import describe_database, load_settings
 from .http_limits import http_protocol
+
+log = logging.getLogger("widget_store.server.worker")
+
+
+def announce(settings: Settings, address: str) -> None:
+    """The last lines of a start: the database in use, then the address to open."""
+    if settings.restart_count == 0:
+        log.info("database: %s", describe_database(settings))
+        log.info("Widget Store is ready: open %s (Ctrl-C stops it)", address)
 
 
 def main() -> None:
@@ -20,12 +31,14 @@ def main() -> None:
     # fileno=: the family and type are read from the inherited socket itself.
     sock = socket.socket(fileno=int(sys.argv[1]))
     host, port = sock.getsockname()[:2]
+    address = loopback_url(host, port)
+
+    def on_started() -> None:
+        heap.settle_after_startup()
+        announce(settings, address)
+
     config = uvicorn.Config(
-        create_app(
-            settings,
-            base_url=loopback_url(host, port),
-            on_started=heap.settle_after_startup,
-        ),
+        create_app(settings, base_url=address, on_started=on_started),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
