@@ -8,6 +8,7 @@ endpoints, with the server's CPU and memory. Prints a table; asserts nothing.
     python -m bench.load --url http://127.0.0.1:8000 --secret $WIDGET_STORE_WEBHOOK_SECRET
     python -m bench.load --json bench/results/load-sqlite.json
     python -m bench.load --backend postgres --instances 2  # two store processes, one database
+    python -m bench.load --backend postgres --workers 2    # one store, two serving processes
 
 Without --url the script starts a store of its own (`widget-store serve` under its supervisor,
 on a fresh SQLite folder or a fresh Postgres database, dropped afterwards), with a 10 s payment
@@ -157,13 +158,18 @@ def describe(result: dict[str, Any], args: argparse.Namespace) -> str:
     where = result["backend"]
     if result.get("instances", 1) > 1:
         where += f" ({result['instances']} instances)"
+    if getattr(args, "workers", 1) > 1:
+        where += f" ({args.workers} workers each)"
     return f"{result['kind']}, {where}, {result['mode']} loop, {load}, {args.duration:g} s"
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
         return asyncio.run(run_load(args, [args.url], args.secret, None, restock=True))
-    env = {"WIDGET_STORE_PAYMENT_TIMEOUT_S": str(LOAD_PAYMENT_TIMEOUT_S)}
+    env = {
+        "WIDGET_STORE_PAYMENT_TIMEOUT_S": str(LOAD_PAYMENT_TIMEOUT_S),
+        "WIDGET_STORE_WORKERS": str(args.workers),
+    }
     with store_server(args, **env) as server, contextlib.ExitStack() as more:
         servers = [server]
         for n in range(2, args.instances + 1):
@@ -194,7 +200,15 @@ def main() -> None:
         default=1,
         help="Postgres: serve from this many store processes on one database",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Postgres: serving processes of each store (widget-store serve --workers)",
+    )
     args = parser.parse_args()
+    if args.workers > 1 and (args.url or args.backend != "postgres"):
+        parser.error("--workers needs --backend postgres (SQLite is one process) and no --url")
     if args.instances > 1 and (args.url or args.backend != "postgres"):
         parser.error("--instances needs --backend postgres (SQLite is one process) and no --url")
     if args.url and not args.secret:

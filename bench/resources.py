@@ -53,6 +53,26 @@ def store_processes(serving_pid: int) -> dict[str, int]:
     supervisor = parent_pid(serving_pid)
     if "widget_store" in command_line(supervisor) or "widget-store" in command_line(supervisor):
         found["supervisor"] = supervisor
+        # With --workers, every serving child of that supervisor.
+        for n, child in enumerate(children(supervisor), start=1):
+            if child != serving_pid:
+                found[f"server-{n}"] = child
+    return found
+
+
+def children(pid: int) -> list[int]:
+    """A process's children (Linux), started from any of its threads."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                found += [int(part) for part in listed.read().split()]
+        except OSError:
+            continue
     return found
 
 
