@@ -54,6 +54,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -519,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         database.drop()
     print(report.render())
-    print(f"server log: {server.log_path}")
+    if report.ok:
+        shutil.rmtree(database.data_dir, ignore_errors=True)
+    else:  # kept for a look
+        print(f"server log: {server.log_path}")
     return 0 if report.ok else 1
 
 

@@ -12,6 +12,7 @@ workflow's next tick is checkpointed (read from its recorded steps).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 import uuid
@@ -81,6 +82,7 @@ def main() -> None:
     finally:
         server.stop()
         database.drop()
+        shutil.rmtree(database.data_dir, ignore_errors=True)
     print(f"\n{args.backend}, {args.rounds} crashes (crash button, 1 s dispatch ticks):")
     print(summarize("crash -> serving again", serving))
     print(summarize("crash -> recovered workflow's step", resumed))

@@ -7,12 +7,13 @@ that a failure. The browser tests' fixtures are in browser/conftest.py.
 
 `pytest` alone runs the quick part: every test not marked `slow` (the browser and crash
 markers count as slow, and so does every Postgres leg). `pytest --full` runs everything.
-A run fails if it leaves a /tmp/widget-store-* folder behind.
+A run fails if it leaves a widget-store-* temporary folder behind (_own_temp_folder).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,26 +55,41 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"widget-store: the quick run; slow tests and the Postgres leg need {FULL_OPTION}"
 
 
-def _leftovers() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(LEFTOVER_GLOB))
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_BEFORE] = _leftovers()
+@pytest.fixture(scope="session", autouse=True)
+def _own_temp_folder(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Every temporary folder the run makes (the tests', the servers', the benchmarks'
+    subprocesses') goes into one folder of this run's; whatever is left in it at the end is
+    named and fails the run, then removed. (pytest's own tmp_path folders stay where they are:
+    only a failed test's is kept.)"""
+    tmp_path_factory.getbasetemp()  # settled before the temporary folder moves
+    own = Path(tempfile.mkdtemp(prefix="widget-store-test-run-"))
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(own)
+    os.environ["TMPDIR"] = str(own)
+    try:
+        yield own
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        left = sorted(str(path) for path in own.glob(LEFTOVER_GLOB))
+        shutil.rmtree(own, ignore_errors=True)
+        request.config.stash[_LEFT] = left
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    before = session.config.stash.get(_BEFORE, set())
-    left = sorted(_leftovers() - before)
-    if left and not hasattr(session.config, "workerinput"):
-        names = ", ".join(str(path) for path in left)
-        session.config.get_terminal_writer().line(
-            f"the run left temporary folders: {names}", red=True
-        )
+    left = session.config.stash.get(_LEFT, [])
+    if left:
+        writer = session.config.get_terminal_writer()
+        writer.line(f"the run left temporary folders behind: {', '.join(left)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-_BEFORE = pytest.StashKey[set[Path]]()
+_LEFT = pytest.StashKey[list[str]]()
 
 
 def _postgres_url() -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import traceback
 from datetime import UTC, datetime
 from types import TracebackType
@@ -23,7 +24,18 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 # Libraries whose INFO lines are routine (DBOS's "Applying migration N", Alembic's plugins and
 # upgrades, uvicorn's startup and shutdown steps): written at DEBUG, so that a start says only
 # what a person needs. Their warnings and errors keep their level.
-ROUTINE_LOGGERS = ("dbos", "alembic", "uvicorn.error")
+ROUTINE_LOGGERS = ("dbos", "alembic", "uvicorn.error", "httpx")
+
+# Set once the serving process has begun to stop (stopping()).
+_stopping = threading.Event()
+
+
+def stopping() -> None:
+    """The serving process is stopping: DBOS's complaints about the workflows it interrupts
+    (their steps find DBOS shut down) go to DEBUG from now on. Those workflows are not lost:
+    still PENDING in the database, they resume at the next start."""
+    _stopping.set()
+
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: everything a
 # terminal or a line-splitting reader may act on.
@@ -113,15 +125,20 @@ class JsonLineFormatter(JsonFormatter):
 
 
 class RoutineToDebug(logging.Filter):
-    """A handler's filter: the routine INFO lines of ROUTINE_LOGGERS become DEBUG lines, shown
-    only when the configured level lets DEBUG through."""
+    """A handler's filter: the routine INFO lines of ROUTINE_LOGGERS, and DBOS's warnings and
+    errors once the process is stopping, become DEBUG lines, shown only when the configured
+    level lets DEBUG through."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and record.name.startswith(ROUTINE_LOGGERS):
+        if _stopping.is_set() and record.name.startswith("dbos") and record.levelno > logging.INFO:
+            if self.level > logging.DEBUG:
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        elif record.levelno == logging.INFO and record.name.startswith(ROUTINE_LOGGERS):
             if self.level > logging.DEBUG:
                 return False
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"

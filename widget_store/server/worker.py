@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -52,7 +53,18 @@ def main() -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    QuietStop(config).run(sockets=[sock])
+
+
+class QuietStop(uvicorn.Server):
+    """uvicorn's server, which says once that it stops, and from then on keeps DBOS's
+    complaints about the workflows the stop interrupts out of the log (logs.stopping)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            log.info("stopping: workflows in flight resume at the next start")
+            logs.stopping()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":
