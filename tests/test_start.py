@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from widget_store.testing import free_port, wait_until
@@ -159,3 +160,20 @@ def test_a_stop_under_load_is_quiet_and_loses_nothing(
         "SELECT checkout_id FROM orders GROUP BY checkout_id HAVING count(*) > 1"
     )
     assert doubles == []
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_request_sent_after_the_crash_answer_reaches_the_restarted_store(
+    make_server: MakeServer,
+) -> None:
+    """The README's crash demo, pasted whole: the /health right after the crash answers from
+    the new process (it waited in the kernel's backlog), never from the dying one."""
+    server = make_server()
+    before = server.health()
+    for _ in range(3):
+        assert httpx.post(f"{server.base_url}/crash_application", timeout=30).status_code == 202
+        after = httpx.get(f"{server.base_url}/health", timeout=30).json()
+        assert after["pid"] != before["pid"]
+        assert after["restart_count"] == before["restart_count"] + 1
+        before = after

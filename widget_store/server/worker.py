@@ -38,8 +38,9 @@ def main() -> None:
         heap.settle_after_startup()
         announce(settings, address)
 
+    app = create_app(settings, base_url=address, on_started=on_started)
     config = uvicorn.Config(
-        create_app(settings, base_url=address, on_started=on_started),
+        app,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
@@ -53,12 +54,22 @@ def main() -> None:
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
-    QuietStop(config).run(sockets=[sock])
+    server = QuietStop(config)
+    # The crash button's first move (web/routes/demo.py).
+    app.state.stop_accepting = server.stop_accepting
+    server.run(sockets=[sock])
 
 
 class QuietStop(uvicorn.Server):
-    """uvicorn's server, which says once that it stops, and from then on keeps DBOS's
-    complaints about the workflows the stop interrupts out of the log (logs.stopping)."""
+    """uvicorn's server, which can stop accepting connections at once (the crash button), and
+    says once that it stops, keeping from then on DBOS's complaints about the workflows the stop
+    interrupts out of the log (logs.stopping)."""
+
+    def stop_accepting(self) -> None:
+        """Accept no more connections. The listening socket stays open in the supervisor, so
+        the kernel holds new connections in its backlog for the next serving process."""
+        for listener in self.servers:
+            listener.close()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:

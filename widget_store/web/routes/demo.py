@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ... import shoppers, store
@@ -31,13 +31,19 @@ def _exit_now() -> None:
 @router.post(
     "/crash_application", status_code=202, dependencies=[SameOrigin], responses=errors(403)
 )
-async def crash_application() -> JSONResponse:
+async def crash_application(request: Request) -> JSONResponse:
     """Kill the process at once, as a crash would; the supervisor brings it back.
 
-    It answers first and dies 50 ms later: a client whose request is dropped unanswered may
-    send it again (browsers re-send a POST whose reused connection closes), and that copy
-    would crash the freshly restarted server a second time.
+    It first stops accepting connections (the server's `stop_accepting`, server/worker.py):
+    from then on new connections wait in the kernel's backlog for the next process, so a
+    request sent after this answer reaches the restarted store. Then it answers, and dies 50 ms
+    later: a client whose request is dropped unanswered may send it again (browsers re-send a
+    POST whose reused connection closes), and that copy would crash the freshly restarted
+    server a second time.
     """
+    stop_accepting = getattr(request.app.state, "stop_accepting", None)
+    if stop_accepting is not None:
+        stop_accepting()
     asyncio.get_running_loop().call_later(CRASH_DELAY_S, _exit_now)
     return JSONResponse(
         {"detail": "Crashing now: the store will be back within seconds"},
