@@ -96,6 +96,15 @@ def fuzz(operation: Operation, mode: GenerationMode, server: StoreServer) -> Non
     send()
 
 
+def explain(exc: BaseException) -> str:
+    """The failure with what caused it: a flaky one (failed once, passed when Hypothesis tried
+    it again) carries the original errors inside, which its own message does not show."""
+    text = str(exc)
+    for inner in getattr(exc, "exceptions", ()):
+        text += f"\n  underlying error: {type(inner).__name__}: {explain(inner)}"
+    return text
+
+
 def test_api_answers_as_its_schema_says(shared_server: StoreServer) -> None:
     failures = []
     for operation in operations(shared_server):
@@ -105,7 +114,7 @@ def test_api_answers_as_its_schema_says(shared_server: StoreServer) -> None:
             except hypothesis.errors.Unsatisfiable:
                 pass  # nothing to make invalid here (no parameters, or only headers)
             except (Exception, BaseExceptionGroup) as exc:
-                failures.append(f"--- {operation.label} ({mode.value} data)\n{exc}")
+                failures.append(f"--- {operation.label} ({mode.value} data)\n{explain(exc)}")
     assert not failures, "\n\n".join(failures)
 
 
