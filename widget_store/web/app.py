@@ -127,12 +127,19 @@ def create_app(
             liveness.watch()
         # Orders whose workflow an operator cancelled, or that ended in ERROR (reconciler.py).
         reconciling = asyncio.create_task(reconciler.run(db, settings.reconcile_interval_s))
+        # Postgres restarts: waiters re-checked, DBOS's retries at least once a second.
+        wakeups = None if settings.uses_sqlite else dbos_internals.Wakeups()
+        if wakeups is not None:
+            dbos_internals.cap_db_retry_sleep()
+            waking = asyncio.create_task(wakeups.run())
         if on_started is not None:
             on_started()
         try:
             yield
         finally:
             reconciling.cancel()
+            if wakeups is not None:
+                waking.cancel()
             if liveness is not None:
                 await liveness.close()
             DBOS.destroy()
