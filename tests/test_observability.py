@@ -14,6 +14,9 @@ from widget_store.testing import StoreServer, wait_until
 
 from .support import MakeServer, new_key
 
+# Slow (about 45 s): runs with `pytest --full` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def scrape(server: StoreServer, **headers: str) -> dict[tuple[str, tuple], float]:
     """Every sample, keyed by (name, sorted labels), parsed by prometheus-client's own parser."""
@@ -83,7 +86,8 @@ def test_metrics_need_the_token_in_production(make_server: MakeServer) -> None:
 
 
 def test_json_logs_one_object_per_line(make_server: MakeServer) -> None:
-    server = make_server(WIDGET_STORE_LOG_FORMAT="json")
+    # DEBUG: DBOS's routine lines are written at DEBUG (server/logs.py).
+    server = make_server(WIDGET_STORE_LOG_FORMAT="json", WIDGET_STORE_LOG_LEVEL="DEBUG")
     with server.client() as client:
         payment_id = client.post(f"/checkout/{new_key('j')}").text
         order_id = server.pay(client, payment_id, "failed").text
