@@ -197,12 +197,14 @@ def test_low_stock_and_sold_out(make_server: MakeServer, shop_factory: ShopFacto
     expect(shop.by("store-message")).to_contain_text("Sold out")
     shop.shot("store-sold-out")
 
-    # Restock puts the widget back on sale, without a reload.
-    shop.by("restock").click()
+    # The operator's restock (in the cockpit: the shop view has no operator button) puts the
+    # widget back on sale, without a reload.
+    expect(shop.by("view-store").locator('[data-testid="restock"]')).to_have_count(0)
+    shop.by("operator-restock").click()
     expect(shop.by("inventory")).to_have_text("100")
     expect(shop.by("buy")).to_be_enabled()
     expect(shop.by("stock-message")).to_have_text("In stock")
-    expect(shop.by("store-message")).to_contain_text("Restocked")
+    expect(shop.by("operator-message")).to_contain_text("Restocked")
     shop.watch.assert_clean()
 
 
@@ -332,8 +334,8 @@ def test_production_mode_hides_crash_and_asks_for_the_operator_token(production_
         expect(shop.by("crash")).to_be_hidden()
         expect(shop.by("token-form")).to_be_visible()
         expect(shop.by("workflows-empty")).to_contain_text("operator token")
-        shop.by("restock").click()
-        expect(shop.by("store-message")).to_contain_text("needs the operator token")
+        shop.by("operator-restock").click()
+        expect(shop.by("operator-message")).to_contain_text("needs the operator token")
 
         shop.enter_operator_token()
         expect(shop.by("workflows-empty")).to_have_text("No workflows in flight.")

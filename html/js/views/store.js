@@ -1,5 +1,5 @@
 /* The store view: the product and its stock, Buy Now (which starts the checkout, or continues
- * the one in progress) and Restock. */
+ * the one in progress); and the restock the cockpit offers the operator (cockpit/chaos.js). */
 import { api, detailOf } from "../net/api.js";
 import { poller } from "../net/poller.js";
 import { postUntilAnswered } from "../net/retry.js";
@@ -70,7 +70,7 @@ function renderStore() {
   buyButton.textContent = "Buy Now";
   buyButton.disabled = !product || product.inventory <= 0;
   if (product && product.inventory <= 0) {
-    setAutoNotice(message, "soldout", "Sold out for now. Restock to sell more widgets.", "warn");
+    setAutoNotice(message, "soldout", "Sold out for now. More widgets are on their way.", "warn");
   } else {
     setAutoNotice(message, null);
   }
@@ -160,6 +160,5 @@ export function showCheckout(params, { token, focus }) {
 
 export function initStore() {
   el.buy.addEventListener("click", buy);
-  el.restock.addEventListener("click", () => restock(el["store-message"], el.restock));
   poller(refreshProduct, PRODUCT_POLL_MS);
 }
