@@ -12,7 +12,7 @@ from typing import cast
 
 from dbos import DBOS, SetWorkflowID
 
-from . import store
+from . import drain, store
 from .db import Database
 from .errors import Conflict, NotFound, OutOfStock, TooManyUnpaid, Unavailable
 from .payments import PaymentStatus
@@ -58,6 +58,7 @@ async def start_checkout(
     key the client already holds is never refused.
     """
     workflow_id = checkout_workflow_id(idempotency_key)
+    await drain.refuse_new_checkout(workflow_id)
     if client is None or not cap.per_client:
         return await _start(workflow_id, client)
     # One new checkout per client at a time in this process, from the count to its order's

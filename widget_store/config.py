@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # workflow an operator cancelled, or that ended in ERROR, is released (or dispatched) within
     # about this long (reconciler.py).
     reconcile_interval_s: float = Field(default=5.0, gt=0)
+    # Drain mode, for the old release during an upgrade that changed the workflows (drain.py):
+    # no new checkouts; stops on its own once its workflows are done.
+    drain: bool = False
     # One id per live process: DBOS recovers at launch only the workflows of its own executor id.
     executor_id: str = "local"
     # DBOS's executor threads, which run every system-database call and the workflows' steps.

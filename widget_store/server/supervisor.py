@@ -12,7 +12,8 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
   exponentially; a child that served for longer resets it.
 - Each child has an executor id of its own, stable across its restarts (`<executor id>-<n>`,
   the plain id when there is one child), and is restarted on its own, with its own backoff.
-  All accept on the one inherited socket.
+  With several, each accepts on a socket of its own on the one port (SO_REUSEPORT), which
+  the supervisor keeps open across that child's restarts.
 - SIGTERM or SIGINT stops the children gracefully and nothing is restarted; if the supervisor
   itself is killed, the kernel ends the children too (PR_SET_PDEATHSIG), so no orphan is left.
 """
@@ -58,10 +59,12 @@ class Backoff:
         return float(min(self.first_delay_s * 2**exponent, self.max_delay_s))
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -82,6 +85,7 @@ class Slot:
     number: int
     executor_id: str
     backoff: Backoff
+    sock: socket.socket
     child: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -97,6 +101,7 @@ class Supervisor:
         grace_s: float = 30.0,
         workers: int = 1,
         executor_id: str | None = None,
+        sockets: list[socket.socket] | None = None,
     ) -> None:
         self.sock = sock
         self.grace_s = grace_s
@@ -114,6 +119,7 @@ class Supervisor:
                     first_delay_s=backoff.first_delay_s,
                     max_delay_s=backoff.max_delay_s,
                 ),
+                sock=sockets[n - 1] if sockets else sock,
             )
             for n in range(1, workers + 1)
         ]
@@ -129,10 +135,9 @@ class Supervisor:
             RESTART_COUNT_ENV: str(slot.restarts),
             EXECUTOR_ID_ENV: slot.executor_id,
         }
-        command = [sys.executable, "-m", "widget_store.server.worker", str(self.sock.fileno())]
-        return subprocess.Popen(
-            command, env=env, pass_fds=(self.sock.fileno(),), preexec_fn=_die_with_parent
-        )
+        fd = slot.sock.fileno()
+        command = [sys.executable, "-m", "widget_store.server.worker", str(fd)]
+        return subprocess.Popen(command, env=env, pass_fds=(fd,), preexec_fn=_die_with_parent)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping the server", signal.Signals(signum).name)
@@ -214,6 +219,17 @@ def supervise(
 ) -> int:
     """`sock`: the socket already listening on host:port (the CLI opens it before migrating)."""
     sock = sock or listen(host, port)
+    sockets: list[socket.socket] = []
+    if workers > 1:
+        # One socket a worker, all on the port (SO_REUSEPORT): the kernel spreads the new
+        # connections evenly over them, where one shared socket hands nearly all of a burst to
+        # whichever worker is awake (bench.load: one worker did 93 % of the work). Each stays
+        # open here, so connections sent to a worker that is restarting wait in its backlog.
+        # Rebound before anything is served: the CLI's socket only proved the port free.
+        port = int(sock.getsockname()[1])  # the port given, or the one --port 0 was given
+        sock.close()
+        sockets = [listen(host, port, reuse_port=True) for _ in range(workers)]
+        sock = sockets[0]
     log.info("Widget Store listening on http://%s:%d (%d serving processes)", host, port, workers)
     try:
         supervisor = Supervisor(
@@ -221,7 +237,9 @@ def supervise(
             Backoff(healthy_after_s=crash_loop_window_s),
             workers=workers,
             executor_id=executor_id,
+            sockets=sockets,
         )
         return supervisor.run()
     finally:
-        sock.close()
+        for each in sockets or [sock]:
+            each.close()

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from .. import dbos_internals, reconciler, runtime, shoppers, store
+from .. import dbos_internals, drain, reconciler, runtime, shoppers, store
 from ..config import Settings
 from ..db import open_database
 from ..dbos_config import dbos_config
@@ -127,6 +127,13 @@ def create_app(
             liveness.watch()
         # Orders whose workflow an operator cancelled, or that ended in ERROR (reconciler.py).
         reconciling = asyncio.create_task(reconciler.run(db, settings.reconcile_interval_s))
+        # The old release during an upgrade: no new checkouts, stops once drained (drain.py).
+        drain.set_draining(settings.drain)
+        draining = (
+            asyncio.create_task(drain.stop_when_drained(settings.app_version))
+            if settings.drain
+            else None
+        )
         # Postgres restarts: waiters re-checked, DBOS's retries at least once a second.
         wakeups = None if settings.uses_sqlite else dbos_internals.Wakeups()
         if wakeups is not None:
@@ -138,6 +145,8 @@ def create_app(
             yield
         finally:
             reconciling.cancel()
+            if draining is not None:
+                draining.cancel()
             if wakeups is not None:
                 waking.cancel()
             if liveness is not None:
