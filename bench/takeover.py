@@ -20,7 +20,9 @@ import statistics
 import time
 import uuid
 
-from widget_store.testing import Database, StoreServer, temp_dir, wait_until
+from widget_store.testing import Database, StoreServer, wait_until
+
+from .servers import fresh_database
 
 TICK_S = 0.2
 
@@ -87,30 +89,31 @@ def main() -> None:
         "WIDGET_STORE_DISPATCH_TICK_S": str(TICK_S),
         "WIDGET_STORE_TAKEOVER_GRACE_S": str(args.grace),
     }
-    database = Database.create("postgres", temp_dir("widget-store-bench-"), args.postgres_url)
-    survivors = []
-    try:
-        first = StoreServer(database, env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": "node-1"})
-        survivors.append(first.start())
-        second = StoreServer(
-            database,
-            env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": "node-2"},
-            secret=first.secret,
-        )
-        survivors.append(second.start())
-        database.execute("UPDATE products SET inventory = 100000")
-        results = []
-        for n in range(1, args.kills + 1):
-            result = one_round(n, database, first.secret, env)
-            results.append(result)
-            print(
-                f"kill {n}: taken over after {result['taken']:5.2f} s, "
-                f"first resumed step after {result['resumed']:5.2f} s"
+    results = []
+    with fresh_database("postgres", args.postgres_url, "widget-store-bench-") as database:
+        survivors = []
+        try:
+            first = StoreServer(
+                database, env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": "node-1"}
             )
-    finally:
-        for server in survivors:
-            server.stop()
-        database.drop()
+            survivors.append(first.start())
+            second = StoreServer(
+                database,
+                env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": "node-2"},
+                secret=first.secret,
+            )
+            survivors.append(second.start())
+            database.execute("UPDATE products SET inventory = 100000")
+            for n in range(1, args.kills + 1):
+                result = one_round(n, database, first.secret, env)
+                results.append(result)
+                print(
+                    f"kill {n}: taken over after {result['taken']:5.2f} s, "
+                    f"first resumed step after {result['resumed']:5.2f} s"
+                )
+        finally:
+            for server in survivors:
+                server.stop()
     resumed = sorted(r["resumed"] for r in results)
     taken = sorted(r["taken"] for r in results)
     print(f"\npostgres, {args.kills} kills -9 of a whole instance, grace {args.grace:g} s:")
