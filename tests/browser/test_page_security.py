@@ -117,13 +117,13 @@ def test_another_site_cannot_press_the_buttons(
     log = server.log_text()
     assert "POST /restock 403" in log and "POST /crash_application 403" in log
 
-    # The store's own page still presses them: Restock here (the crash button has a test of its
-    # own in test_page.py).
+    # The store's own page still presses them: the cockpit's Restock here (the crash button has
+    # a test of its own in test_page.py).
     shop = shop_factory(server).open()
     expect(shop.by("inventory")).to_have_text("3")
-    shop.by("restock").click()
+    shop.by("operator-restock").click()
     expect(shop.by("inventory")).to_have_text("100")
-    expect(shop.by("store-message")).to_contain_text("Restocked")
+    expect(shop.by("operator-message")).to_contain_text("Restocked")
     assert server.health()["pid"] == before["pid"]
     shop.watch.assert_clean()
 

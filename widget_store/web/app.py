@@ -14,7 +14,7 @@ from dbos import DBOS
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
@@ -26,6 +26,7 @@ from ..dbos_config import dbos_config
 from ..errors import StoreError
 from ..paths import HTML_DIR
 from ..takeover import pending_of, start_liveness
+from . import first_paint
 from .body_limit import BodyLimit
 from .deps import ProcessInfo
 from .metrics import Metrics, RequestMetrics
@@ -185,9 +186,12 @@ def create_app(
     # Outermost of the app's own middleware: even an answer they give gets the headers.
     app.add_middleware(SecurityHeaders)
 
+    page_template = first_paint.page_template()
+
     @app.get("/", include_in_schema=False)
-    async def read_page() -> FileResponse:
-        return FileResponse(HTML_DIR / "app.html")
+    async def read_page(request: Request) -> HTMLResponse:
+        """The page with the product and its stock in it (web/first_paint.py)."""
+        return HTMLResponse(await first_paint.page(request.app.state.db, page_template))
 
     @app.get("/docs", include_in_schema=False)
     async def read_docs() -> FileResponse:
