@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -140,3 +141,43 @@ def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "needs Postgres" in done.stderr
+
+
+def test_a_crashed_workers_dispatch_resumes_on_its_sibling_within_a_second(
+    make_server: MakeServer, backend: str
+) -> None:
+    server = two_workers(make_server, backend)
+    database = server.database
+    with server.client() as client:
+        payment_id = client.post(f"/checkout/{new_key('sibling')}").text
+        order_id = int(server.pay(client, payment_id, "paid").text)
+        workflow = f"dispatch:{order_id}"
+
+        def owner() -> str | None:
+            rows = database.execute(
+                "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = :id",
+                id=workflow,
+            )
+            return str(rows[0][0]) if rows else None
+
+        def steps_after(ms: float) -> float | None:
+            rows = database.execute(
+                "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
+                " WHERE workflow_uuid = :id AND started_at_epoch_ms > :ms",
+                id=workflow,
+                ms=ms,
+            )
+            return float(rows[0][0]) / 1000 if rows and rows[0][0] is not None else None
+
+        wait_until(lambda: steps_after(0), timeout=20, what="a first tick")
+        victim = wait_until(owner, timeout=10, what="the dispatch's owner")
+        died = time.time()
+        os.kill(workers_of(server)[victim], signal.SIGKILL)
+        resumed = wait_until(lambda: steps_after(died * 1000), timeout=30, what="a resumed step")
+        # The sibling saw the crash for certain (the pid gone): no grace period.
+        assert resumed - died < 1.5, resumed - died
+        wait_status(client, order_id, DISPATCHED, timeout=30)
+        steps = client.get(f"/workflows/{workflow}/steps").json()
+        assert [s["output"] for s in steps if s["name"] == "tick_dispatch"] == list(
+            range(9, -1, -1)
+        )

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     # A dead executor's workflows are taken over by a survivor after this long (longer than a
     # supervisor's restart, which keeps the id); how often each process looks.
     takeover_grace_s: float = Field(default=5.0, gt=0)
+    # Set by the supervisor: the executor ids of the other serving processes under it, whose
+    # death a sibling can see for certain (their pid gone) and take over at once.
+    worker_siblings: str = ""
     liveness_interval_s: float = Field(default=0.5, gt=0)
     # DBOS polls SQLite for notifications; its 1 s default is added to every get_event and recv.
     sqlite_poll_interval_s: float = Field(default=0.01, gt=0)

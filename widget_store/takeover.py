@@ -10,8 +10,9 @@ launches again. So each serving process on Postgres:
   process knows every executor id there is;
 - looks every `liveness_interval_s` at whose lock is held (pg_locks: nothing is acquired);
 - takes over an executor whose lock has been free for `takeover_grace_s` (longer than a
-  supervisor's restart, which re-takes the lock under the same id): it claims the takeover in
-  the table (one survivor wins), then runs DBOS's own recovery for that executor id
+  supervisor's restart, which re-takes the lock under the same id), or at once a worker of its
+  own supervisor whose process is gone (a crash seen for certain, not a suspicion): it claims
+  the takeover in the table (one survivor wins), then runs DBOS's own recovery for that executor id
   (dbos_internals.recover_pending_workflows), which re-enqueues its PENDING workflows on DBOS's
   internal queue, polled every 0.1 s by every live process.
 
@@ -78,6 +79,9 @@ class Liveness:
     executor_id: str
     grace_s: float = 5.0
     interval_s: float = 0.5
+    # The other serving processes under this one's supervisor: same machine, same pid
+    # namespace, so a free lock and a pid that is gone mean dead for certain, no grace needed.
+    siblings: frozenset[str] = frozenset()
     conn: psycopg.AsyncConnection[Any] | None = None
     holding: bool = False
     executors: list[dict[str, Any]] = field(default_factory=list)
@@ -186,12 +190,24 @@ class Liveness:
                 self._recovered_at.pop(other, None)
                 continue
             dead_since = self._dead_since.setdefault(other, now)
-            if now - dead_since < self.grace_s:
+            if now - dead_since < self.grace_s and not self._sibling_gone(row):
                 continue
             last = self._recovered_at.get(other)
             if last is None or now - last >= RECHECK_S:
                 self._recovered_at[other] = now
                 await self.take_over(other, claimed=last is None)
+
+    def _sibling_gone(self, row: dict[str, Any]) -> bool:
+        """A worker of this supervisor whose process has ended (a crash, not a suspicion)."""
+        if row["executor_id"] not in self.siblings or row["host"] != socket.gethostname()[:255]:
+            return False
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     async def take_over(self, dead: str, *, claimed: bool = True) -> list[str]:
         """Recover a dead executor's pending workflows; recorded if this process wins the claim."""
@@ -285,11 +301,23 @@ async def run_after_recovery(executor_id: str, since: datetime) -> int:
 
 
 async def start_liveness(
-    database_url: str | None, executor_id: str, *, grace_s: float, interval_s: float
+    database_url: str | None,
+    executor_id: str,
+    *,
+    grace_s: float,
+    interval_s: float,
+    siblings: str = "",
 ) -> Liveness | None:
-    """The process's liveness lock, taken before DBOS launches (None on SQLite)."""
+    """The process's liveness lock, taken before DBOS launches (None on SQLite). `siblings`:
+    the comma-separated executor ids of the other workers under the same supervisor."""
     if database_url is None:
         return None
-    liveness = Liveness(database_url, executor_id, grace_s=grace_s, interval_s=interval_s)
+    liveness = Liveness(
+        database_url,
+        executor_id,
+        grace_s=grace_s,
+        interval_s=interval_s,
+        siblings=frozenset(filter(None, siblings.split(","))),
+    )
     await liveness.start()
     return liveness

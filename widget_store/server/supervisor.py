@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RESTART_COUNT_ENV = "WIDGET_STORE_RESTART_COUNT"
 EXECUTOR_ID_ENV = "WIDGET_STORE_EXECUTOR_ID"
+SIBLINGS_ENV = "WIDGET_STORE_WORKER_SIBLINGS"
 PR_SET_PDEATHSIG = 1
 
 
@@ -134,6 +135,9 @@ class Supervisor:
             **os.environ,
             RESTART_COUNT_ENV: str(slot.restarts),
             EXECUTOR_ID_ENV: slot.executor_id,
+            SIBLINGS_ENV: ",".join(
+                other.executor_id for other in self.slots if other is not slot
+            ),
         }
         fd = slot.sock.fileno()
         command = [sys.executable, "-m", "widget_store.server.worker", str(fd)]

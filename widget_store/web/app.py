@@ -93,6 +93,7 @@ def create_app(
             settings.executor_id,
             grace_s=settings.takeover_grace_s,
             interval_s=settings.liveness_interval_s,
+            siblings=settings.worker_siblings,
         )
         pending = None
         if liveness is not None:

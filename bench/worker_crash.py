@@ -1,0 +1,97 @@
+"""How fast a crashed worker's workflows resume on its sibling: seconds from a `kill -9` of one
+of two serving processes (`--workers 2`) to the next step of its dispatch, run by the other,
+which sees the crash for certain (the pid gone) and takes over without a grace period. Prints
+the rounds and p50/max; asserts nothing. Postgres only.
+
+    python -m bench.worker_crash                 # 5 kills
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from widget_store.testing import Database, StoreServer, wait_until
+
+from .servers import fresh_database
+
+
+def workers(server: StoreServer) -> dict[str, int]:
+    """executor id -> pid of each serving child of the supervisor."""
+    assert server.proc is not None
+    found: dict[str, int] = {}
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        try:
+            pids = [int(part) for part in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            env = dict(item.split(b"=", 1) for item in environ if b"=" in item)
+            found[env[b"WIDGET_STORE_EXECUTOR_ID"].decode()] = pid
+    return found
+
+
+def first_step_after(database: Database, workflow: str, after_ms: float) -> float | None:
+    rows = database.execute(
+        "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
+        " WHERE workflow_uuid = :id AND started_at_epoch_ms > :after",
+        id=workflow,
+        after=after_ms,
+    )
+    return float(rows[0][0]) / 1000 if rows and rows[0][0] is not None else None
+
+
+def one_round(server: StoreServer, client: httpx.Client, database: Database) -> tuple[str, float]:
+    """A paid order mid-dispatch, its worker killed: (that worker, seconds to the next step)."""
+    wait_until(lambda: len(workers(server)) == 2 or None, timeout=30)
+    payment_id = client.post(f"/checkout/b-{uuid.uuid4().hex}").text
+    workflow = f"dispatch:{int(server.pay(client, payment_id, 'paid').text)}"
+    wait_until(lambda: first_step_after(database, workflow, 0), timeout=20)
+    owner = str(
+        database.execute(
+            "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = :id", id=workflow
+        )[0][0]
+    )
+    died = time.time()
+    os.kill(workers(server)[owner], signal.SIGKILL)
+    resumed = wait_until(
+        lambda: first_step_after(database, workflow, died * 1000), timeout=30, interval=0.02
+    )
+    return owner, resumed - died
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--kills", type=int, default=5)
+    args = parser.parse_args()
+    env = {"WIDGET_STORE_WORKERS": "2", "WIDGET_STORE_DISPATCH_TICK_S": "0.2"}
+    results: list[float] = []
+    with fresh_database("postgres", args.postgres_url, "widget-store-bench-") as database:
+        server = StoreServer(database, env_overrides=env)
+        try:
+            server.start()
+            with server.client() as client:
+                for n in range(1, args.kills + 1):
+                    time.sleep(3)  # past the crash-loop window: the restart is immediate
+                    owner, seconds = one_round(server, client, database)
+                    results.append(seconds)
+                    print(f"kill {n}: {owner}, first resumed step after {seconds:5.2f} s")
+        finally:
+            server.stop()
+    print(
+        f"\npostgres, --workers 2, {args.kills} kills -9 of one worker: crash -> first resumed "
+        f"step p50 {statistics.median(results):.2f} s, max {max(results):.2f} s (target 1 s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
