@@ -135,9 +135,7 @@ class Supervisor:
             **os.environ,
             RESTART_COUNT_ENV: str(slot.restarts),
             EXECUTOR_ID_ENV: slot.executor_id,
-            SIBLINGS_ENV: ",".join(
-                other.executor_id for other in self.slots if other is not slot
-            ),
+            SIBLINGS_ENV: ",".join(other.executor_id for other in self.slots if other is not slot),
         }
         fd = slot.sock.fileno()
         command = [sys.executable, "-m", "widget_store.server.worker", str(fd)]
