@@ -4,6 +4,9 @@ The fixtures are in conftest.py; the browser tests' helpers in browser/helpers.p
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +52,18 @@ def wait_status(
         timeout=timeout,
         what=f"order {order_id} to reach status {status}",
     )
+
+
+def run_pinned(module: str, directory: Path, *, timeout: float) -> dict[str, Any]:
+    """Run `tests.<module>._pin(directory)` in a fresh interpreter (DBOS once, and alone) and
+    answer the JSON object it prints last: what the test asserts DBOS's internals still do."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"from tests.{module} import _pin; _pin({str(directory)!r})"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen

@@ -7,13 +7,12 @@ pinning runs in a fresh Python process of its own, on SQLite.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from .support import REPO_ROOT
+from .support import run_pinned
 
 
 def _pin(data_dir: str) -> None:
@@ -87,19 +86,7 @@ def _pin(data_dir: str) -> None:
 
 
 def test_recovery_of_another_executor_and_quick_internal_queue(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"from tests.test_dbos_internals import _pin; _pin({str(tmp_path)!r})",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_pinned("test_dbos_internals", tmp_path, timeout=60)
     # The internal queue's polling interval is a private attribute that its worker reads.
     assert seen["polling"] == 0.1
     # Recovery of a named executor re-enqueues its PENDING workflow once, and only once.

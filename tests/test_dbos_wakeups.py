@@ -7,7 +7,6 @@ set to 30 s, a waiter is woken only by what the test does."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import dbos
 
 from widget_store import dbos_internals
 
-from .support import REPO_ROOT
+from .support import run_pinned
 
 
 def _pin(data_dir: str) -> None:
@@ -115,19 +114,7 @@ def _pin(data_dir: str) -> None:
 
 
 def test_wakeups_deliver_what_was_written_and_nothing_else(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"from tests.test_dbos_wakeups import _pin; _pin({str(tmp_path)!r})",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_pinned("test_dbos_wakeups", tmp_path, timeout=90)
     # A re-check with nothing written leaves the waiter waiting.
     assert seen["checked_empty"] == 1 and seen["still_waiting"] == "PENDING", seen
     # A message written while nothing polls is not delivered ...

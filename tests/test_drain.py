@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from widget_store.testing import StoreServer, wait_until
+from widget_store.testing import StoreServer
 
-from .support import DISPATCHED, MakeServer, new_key
+from .support import DISPATCHED, MakeServer, new_key, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +51,7 @@ def test_the_old_release_drains_and_stops(make_server: MakeServer, backend: str)
                 assert answer.status_code == 200, answer.text
                 paid.append(int(answer.text))
             for order_id in shipping + paid:
-                wait_until(
-                    lambda o=order_id: (
-                        new_client.get(f"/order/{o}").json()["order_status"] == DISPATCHED or None
-                    ),
-                    timeout=30,
-                    what=f"order {order_id} to be dispatched",
-                )
+                wait_status(new_client, order_id, DISPATCHED)
             # Its work done, the old release stops on its own, exit code 0.
             assert old.proc is not None
             assert old.proc.wait(timeout=30) == 0

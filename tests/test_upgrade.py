@@ -15,7 +15,7 @@ import pytest
 from widget_store.testing import StoreServer, wait_until
 from widget_store.workflows import WORKFLOW_VERSION
 
-from .support import DISPATCHED, PAID, MakeServer, new_key
+from .support import DISPATCHED, PAID, MakeServer, new_key, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -100,13 +100,7 @@ def test_a_release_of_the_same_workflows_resumes_the_work_in_flight(
             assert time.monotonic() - started < 5
             settled.append(int(answer.text))
         for order_id in dispatching + settled:
-            wait_until(
-                lambda o=order_id: (
-                    client.get(f"/order/{o}").json()["order_status"] == DISPATCHED or None
-                ),
-                timeout=40,
-                what=f"order {order_id} to be dispatched",
-            )
+            wait_status(client, order_id, DISPATCHED, timeout=40)
             assert ticks(client, order_id) == list(range(9, -1, -1))
         ledger_exact(client)
     assert server.database.inventory() == 80
