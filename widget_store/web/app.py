@@ -28,7 +28,7 @@ from ..paths import HTML_DIR
 from ..takeover import pending_of, start_liveness
 from . import first_paint
 from .body_limit import BodyLimit
-from .deps import ProcessInfo
+from .deps import ProcessInfo, errors
 from .metrics import Metrics, RequestMetrics
 from .path_guard import PathGuard
 from .routes import demo, operator, payments, sandbox, shop
@@ -207,6 +207,10 @@ def create_app(
     return app
 
 
+# Routes that answer without the database, so never with its 503.
+DATABASE_FREE_PATHS = {"/health"}
+
+
 def _document_errors(app: FastAPI) -> None:
     """Make /openapi.json show the error bodies really sent: `ErrorOut` (referenced by every
     route's error answers), and the 422 body `_validation_error` sends."""
@@ -218,6 +222,14 @@ def _document_errors(app: FastAPI) -> None:
             )
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["ErrorOut"] = ErrorOut.model_json_schema()
+            # Every route that touches the database answers 503 while it is away or every
+            # pooled connection is busy (_database_error, _database_busy): say so, or a client
+            # built from the schema takes a retryable answer for a broken server.
+            for path, operations in schema["paths"].items():
+                if path in DATABASE_FREE_PATHS:
+                    continue
+                for operation in operations.values():
+                    operation["responses"].setdefault("503", errors(503)[503])
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = {
                     "title": "HTTPValidationError",
