@@ -27,18 +27,6 @@ from .servers import fresh_database
 TICK_S = 0.2
 
 
-def first_step_after(database: Database, workflow_ids: list[str], after_ms: float) -> float | None:
-    """When (epoch seconds) the first step of these workflows started after `after_ms`."""
-    rows = database.execute(
-        "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
-        " WHERE workflow_uuid = ANY(:ids) AND started_at_epoch_ms > :after",
-        ids=workflow_ids,
-        after=after_ms,
-    )
-    value = rows[0][0] if rows else None
-    return float(value) / 1000 if value is not None else None
-
-
 def one_round(n: int, database: Database, secret: str, env: dict[str, str]) -> dict[str, float]:
     victim = StoreServer(
         database, env_overrides={**env, "WIDGET_STORE_EXECUTOR_ID": f"victim-{n}"}, secret=secret
@@ -55,7 +43,7 @@ def one_round(n: int, database: Database, secret: str, env: dict[str, str]) -> d
             ]
             workflows = [f"dispatch:{order}" for order in orders]
             wait_until(
-                lambda: first_step_after(database, workflows, 0),
+                lambda: database.first_step_after(workflows, 0),
                 timeout=30,
                 what="a first tick",
             )
@@ -64,7 +52,7 @@ def one_round(n: int, database: Database, secret: str, env: dict[str, str]) -> d
         os.killpg(victim.proc.pid, signal.SIGKILL)
         victim.proc.wait()
         resumed = wait_until(
-            lambda: first_step_after(database, workflows, died * 1000),
+            lambda: database.first_step_after(workflows, died * 1000),
             timeout=60,
             interval=0.02,
             what="a resumed step",

@@ -39,22 +39,12 @@ def workers(server: StoreServer) -> dict[str, int]:
     return found
 
 
-def first_step_after(database: Database, workflow: str, after_ms: float) -> float | None:
-    rows = database.execute(
-        "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
-        " WHERE workflow_uuid = :id AND started_at_epoch_ms > :after",
-        id=workflow,
-        after=after_ms,
-    )
-    return float(rows[0][0]) / 1000 if rows and rows[0][0] is not None else None
-
-
 def one_round(server: StoreServer, client: httpx.Client, database: Database) -> tuple[str, float]:
     """A paid order mid-dispatch, its worker killed: (that worker, seconds to the next step)."""
     wait_until(lambda: len(workers(server)) == 2 or None, timeout=30)
     payment_id = client.post(f"/checkout/b-{uuid.uuid4().hex}").text
     workflow = f"dispatch:{int(server.pay(client, payment_id, 'paid').text)}"
-    wait_until(lambda: first_step_after(database, workflow, 0), timeout=20)
+    wait_until(lambda: database.first_step_after([workflow], 0), timeout=20)
     owner = str(
         database.execute(
             "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = :id", id=workflow
@@ -63,7 +53,7 @@ def one_round(server: StoreServer, client: httpx.Client, database: Database) -> 
     died = time.time()
     os.kill(workers(server)[owner], signal.SIGKILL)
     resumed = wait_until(
-        lambda: first_step_after(database, workflow, died * 1000), timeout=30, interval=0.02
+        lambda: database.first_step_after([workflow], died * 1000), timeout=30, interval=0.02
     )
     return owner, resumed - died
 

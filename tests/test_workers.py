@@ -161,13 +161,7 @@ def test_a_crashed_workers_dispatch_resumes_on_its_sibling_within_a_second(
             return str(rows[0][0]) if rows else None
 
         def steps_after(ms: float) -> float | None:
-            rows = database.execute(
-                "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
-                " WHERE workflow_uuid = :id AND started_at_epoch_ms > :ms",
-                id=workflow,
-                ms=ms,
-            )
-            return float(rows[0][0]) / 1000 if rows and rows[0][0] is not None else None
+            return database.first_step_after([workflow], ms)
 
         wait_until(lambda: steps_after(0), timeout=20, what="a first tick")
         victim = wait_until(owner, timeout=10, what="the dispatch's owner")

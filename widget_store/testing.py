@@ -110,6 +110,18 @@ class Database:
         """The widget's stock, read from the products table."""
         return int(self.execute("SELECT inventory FROM products")[0][0])
 
+    def first_step_after(self, workflow_ids: list[str], after_ms: float) -> float | None:
+        """When (epoch seconds) the first step of these workflows started after `after_ms`,
+        read from DBOS's system tables (Postgres: the `dbos` schema of this database)."""
+        rows = self.execute(
+            "SELECT min(started_at_epoch_ms) FROM dbos.operation_outputs"
+            " WHERE workflow_uuid = ANY(:ids) AND started_at_epoch_ms > :after",
+            ids=workflow_ids,
+            after=after_ms,
+        )
+        value = rows[0][0] if rows else None
+        return float(value) / 1000 if value is not None else None
+
     def drop(self) -> None:
         if self._admin_url is None or self.url is None:
             return
