@@ -12,19 +12,26 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .database_url import InvalidDatabaseUrl, PostgresUrl
+
 SECRET_FILE_NAME = "webhook_secret"
 SQLITE_PREFIX = "sqlite:///"
 DBOS_SQLITE = "dbos.sqlite"
 
 
-def _same_database(url: str) -> str:
-    """A database URL, driver and relative paths aside, to compare two of them."""
-    for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql://" + url[len(prefix) :]
-    if url.startswith(SQLITE_PREFIX):
-        return SQLITE_PREFIX + str(Path(url[len(SQLITE_PREFIX) :]).resolve())
-    return url
+def _same_database(one: str, other: str) -> bool:
+    """Two database settings name the same database: the same Postgres servers, database and
+    user in whichever URL form, or the same SQLite file."""
+    if one.startswith(SQLITE_PREFIX) or other.startswith(SQLITE_PREFIX):
+        return _sqlite_file(one) == _sqlite_file(other)
+    try:
+        return PostgresUrl.parse(one).same_target(PostgresUrl.parse(other))
+    except InvalidDatabaseUrl:
+        return False
+
+
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url[len(SQLITE_PREFIX) :]).resolve() if url.startswith(SQLITE_PREFIX) else None
 
 
 def release() -> str:
@@ -131,22 +138,27 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _use_psycopg_driver(cls, url: str | None) -> str | None:
-        """Accept plain postgres URLs and always talk to Postgres through psycopg 3."""
+    def _postgres_url(cls, url: str | None) -> str | None:
+        """Any URL libpq accepts (database_url.py), kept in the one form every driver here and
+        DBOS's CLI read; or the embedded SQLite's DBOS file, the way DBOS's CLI names it."""
         if url is None:
             return None
-        for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        if url.startswith("postgresql+psycopg://"):
-            return url
         if url.startswith(SQLITE_PREFIX) and Path(url[len(SQLITE_PREFIX) :]).name == DBOS_SQLITE:
-            return url  # the embedded SQLite's folder, said the way DBOS's CLI reads it
-        raise ValueError(
-            "DBOS_DATABASE_URL must be a Postgres URL (postgresql://...) or the embedded "
-            f"SQLite's DBOS file ({SQLITE_PREFIX}<folder>/{DBOS_SQLITE}); "
-            "leave it unset for embedded SQLite in the default folder"
-        )
+            return url
+        if url.startswith("sqlite"):
+            raise ValueError(
+                f"the only SQLite URL it takes is the embedded SQLite's DBOS file "
+                f"({SQLITE_PREFIX}<folder>/{DBOS_SQLITE}); leave it unset for embedded SQLite "
+                "in the default folder"
+            )
+        try:
+            return PostgresUrl.parse(url).render()
+        except InvalidDatabaseUrl as exc:
+            raise ValueError(
+                f"not a Postgres URL libpq accepts: {exc} (e.g. postgresql://user@host:5432/"
+                "widget_store, or several hosts: postgresql://user@h1:5432,h2:5432/"
+                "widget_store?target_session_attrs=read-write)"
+            ) from None
 
     @model_validator(mode="after")
     def _one_database(self) -> Settings:
@@ -164,10 +176,10 @@ class Settings(BaseSettings):
             self.data_dir = folder
             self.database_url = None
         system = os.environ.get("DBOS_SYSTEM_DATABASE_URL")
-        if system and _same_database(system) != _same_database(self.system_database_url):
+        if system and not _same_database(system, self.system_database_url):
             raise ValueError(
-                f"DBOS_SYSTEM_DATABASE_URL ({system}) is not the store's database "
-                f"({self.system_database_url}): unset it and set DBOS_DATABASE_URL only, "
+                "DBOS_SYSTEM_DATABASE_URL names another database than the store's "
+                f"({self.describe_database()}): unset it and set DBOS_DATABASE_URL only, "
                 "which the store and DBOS's CLI both read"
             )
         return self
@@ -195,6 +207,18 @@ class Settings(BaseSettings):
     @property
     def uses_sqlite(self) -> bool:
         return self.database_url is None
+
+    def describe_database(self) -> str:
+        """The database in use, for people: the SQLite folder, or the Postgres URL without its
+        password."""
+        if self.postgres is None:
+            return f"SQLite in {self.data_dir}"
+        return f"Postgres at {self.postgres.display()}"
+
+    @property
+    def postgres(self) -> PostgresUrl | None:
+        """The Postgres target in each driver's form (None on SQLite)."""
+        return None if self.database_url is None else PostgresUrl.parse(self.database_url)
 
     @property
     def dbos_executor_threads(self) -> int | None:

@@ -39,9 +39,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
 
 from . import dbos_internals
+from .database_url import PostgresUrl
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ def lock_key(executor_id: str) -> int:
     return zlib.crc32(executor_id.encode()) & 0x7FFFFFFF
 
 
-def libpq_url(sqlalchemy_url: str) -> str:
-    return sa.make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+def libpq_url(database_url: str) -> str:
+    """The store's Postgres setting as psycopg's own connection string (database_url.py)."""
+    return PostgresUrl.parse(database_url).libpq()
 
 
 LIVE_EXECUTORS = """
@@ -109,6 +110,17 @@ class Liveness:
                 pass
         if self.conn is not None:
             await self.conn.close()
+            self.conn = None
+        self.holding = False
+
+    async def _drop_connection(self) -> None:
+        """After a failed round: the next one connects afresh, so it follows a failover to the
+        new primary (a lock held on a server that is no longer the primary proves nothing)."""
+        if self.conn is not None:
+            try:
+                await self.conn.close()
+            except psycopg.Error:
+                pass
             self.conn = None
         self.holding = False
 
@@ -168,10 +180,9 @@ class Liveness:
                 await self.check()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database away: keep trying
+            except Exception as exc:  # the database away, or failed over: keep trying
                 log.warning("liveness check failed: %s", exc)
-                if self.conn is not None and (self.conn.broken or self.conn.closed):
-                    self.holding = False
+                await self._drop_connection()
             await asyncio.sleep(self.interval_s)
 
     async def check(self) -> None:

@@ -13,7 +13,6 @@ import socket
 import sys
 from typing import NoReturn
 
-import sqlalchemy as sa
 from pydantic import AliasChoices, ValidationError
 
 from ..config import Settings
@@ -53,6 +52,11 @@ def refuse(message: str) -> NoReturn:
 
 def _variable(field: str) -> str:
     """The environment variable that sets a field of Settings."""
+    for other in Settings.model_fields.values():
+        if isinstance(other.validation_alias, AliasChoices) and field in map(
+            str, other.validation_alias.choices
+        ):
+            return field  # pydantic names a field read through an alias by that alias
     info = Settings.model_fields.get(field)
     alias = info.validation_alias if info is not None else None
     if isinstance(alias, AliasChoices) and alias.choices:
@@ -78,16 +82,8 @@ def load_settings() -> Settings:
 
 
 def describe_database(settings: Settings) -> str:
-    """The database in use, for people: the SQLite folder, or the Postgres URL without its
-    password."""
-    if settings.uses_sqlite:
-        return f"SQLite in {settings.data_dir}"
-    return f"Postgres at {hidden_password(settings.app_database_url)}"
-
-
-def hidden_password(url: str) -> str:
-    """The URL as people write it (the driver left out), its password as ***."""
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
+    """The database in use, for people: the SQLite folder, or Postgres without the password."""
+    return settings.describe_database()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -111,7 +107,7 @@ def _migrate(settings: Settings) -> None:
         migrate(settings)
     except DatabaseUnreachable as exc:
         refuse(
-            f"cannot reach the database at {hidden_password(settings.app_database_url)} "
+            f"cannot reach the database: {describe_database(settings)} "
             f"({exc.reason}); start it, or fix DBOS_DATABASE_URL"
         )
 
@@ -123,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,database-url}")
     serve = commands.add_parser(
         "serve",
         help="(the default) migrate, then serve and restart after any crash",
@@ -155,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog=SETTINGS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    commands.add_parser(
+        "database-url",
+        help="print DBOS_DATABASE_URL in the form DBOS's CLI reads, then exit",
+        description="Print the Postgres URL in DBOS_DATABASE_URL as SQLAlchemy writes it, the "
+        "one form both the store and DBOS's own CLI read (libpq's multi-host form, as "
+        "`pg_autoctl show uri` prints it, is one DBOS's CLI cannot parse): "
+        'export DBOS_DATABASE_URL="$(widget-store database-url)". The password is included.',
+        epilog=SETTINGS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return parser
 
 
@@ -163,6 +169,12 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
+
+    if args.command == "database-url":
+        if settings.postgres is None:
+            refuse("DBOS_DATABASE_URL names no Postgres database: the store runs on SQLite")
+        print(settings.postgres.render())  # noqa: T201 - the command's output
+        return
 
     if args.command == "migrate":
         _migrate(settings)

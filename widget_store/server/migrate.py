@@ -14,6 +14,7 @@ from alembic.config import Config
 from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from ..config import Settings
+from ..database_url import PostgresUrl
 from ..paths import ALEMBIC_INI, MIGRATIONS_DIR
 from ..tables import RESTOCK_LEVEL, WIDGET_ID, products
 
@@ -48,8 +49,9 @@ def migrate(settings: Settings) -> None:
         _create_private_files(settings.data_dir)
         _use_wal(settings)
     else:
+        assert settings.postgres is not None
         try:
-            _create_postgres_database(settings.app_database_url)
+            _create_postgres_database(settings.postgres)
         except sa.exc.OperationalError as exc:
             raise DatabaseUnreachable(_first_line(exc.orig or exc)) from exc
     config = Config(str(ALEMBIC_INI))
@@ -103,10 +105,10 @@ def _first_line(exc: BaseException) -> str:
     before_sleep=before_sleep_log(log, logging.DEBUG),
     reraise=True,
 )
-def _create_postgres_database(url: str) -> None:
+def _create_postgres_database(target: PostgresUrl) -> None:
     """Wait (bounded) for Postgres to answer, and create the store's database if it is missing."""
-    target = sa.make_url(url)
-    engine = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    maintenance = target.with_database("postgres").sqlalchemy()
+    engine = sa.create_engine(maintenance, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(
