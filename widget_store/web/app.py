@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from .. import dbos_internals, drain, reconciler, runtime, shoppers, store
+from .. import dbos_internals, drain, primary, reconciler, runtime, shoppers, store
 from ..config import Settings
 from ..db import open_database
 from ..dbos_config import dbos_config
@@ -65,6 +65,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A demoted primary's "read-only" is a lost connection (primary.py says why).
+        primary.drop_sessions_on_read_only_servers()
         db = await open_database(settings)
         webhook_secret = settings.resolved_webhook_secret()
         # The built-in shoppers call the store through this client (shoppers.PASS_HEADER).
