@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import shutil
@@ -95,6 +96,7 @@ FAULT_GAP_S = (3.0, 8.0)
 ANSWER_WITHIN_S = 120.0
 RECOVER_WITHIN_S = 90.0
 SAMPLE_EVERY_S = 0.2
+AWAY = (502, 503, 504)
 
 
 def chaos_env(payment_timeout_s: float = 5.0, dispatch_tick_s: float = 0.2) -> dict[str, str]:
@@ -162,6 +164,8 @@ class Run:
     payment_timeout_s: float
     fault_kinds: list[str]
     deadline: float
+    # What each fault kind does (FAULTS bound to the server, or a deployment's own).
+    actions: dict[str, Callable[[], None]] = field(default_factory=dict)
     fault_gap_s: tuple[float, float] = FAULT_GAP_S
     ledger: Ledger = field(default_factory=lambda: Ledger(PERIOD_BUDGET))
     purchases: list[Purchase] = field(default_factory=list)
@@ -183,13 +187,16 @@ async def send(
     """POST until answered: a transport error or a 503 means the store is away, and the same key
     or delivery is safe to repeat. None (and a broken invariant) if it never answers, or answers
     something the contract does not allow here."""
-    deadline = time.monotonic() + ANSWER_WITHIN_S
+    started = time.monotonic()
+    deadline = started + ANSWER_WITHIN_S
     while time.monotonic() < deadline:
         try:
             answer = await run.http.post(path, headers=headers() if headers else None)
         except httpx.TransportError:
             answer = None
-        if answer is not None and answer.status_code != 503:
+        # 503: the store is away; 502 and 504: a balancer in front found no store to answer.
+        if answer is not None and answer.status_code not in AWAY:
+            run.report.requests.append((started, time.monotonic()))
             if answer.status_code in expect:
                 return answer
             run.broke(f"POST {path} answered {answer.status_code}: {answer.text[:200]}")
@@ -415,12 +422,13 @@ async def inject_faults(run: Run, seed: int) -> None:
         kind = next(kinds)
         started = time.monotonic()
         try:
-            await asyncio.to_thread(FAULTS[kind], run.server)
+            await asyncio.to_thread(run.actions[kind])
         except Exception as exc:  # the store did not come back: nothing more to inject
             run.broke(f"{kind}: the store did not come back: {exc}"[:2000])
             return
         run.report.faults[kind] += 1
         run.report.outages.append((started, time.monotonic()))
+        run.report.fault_log.append((kind, started, time.monotonic()))
 
 
 # --- running it ------------------------------------------------------------------------------
@@ -458,19 +466,25 @@ def run_chaos(
     fault_gap_s: tuple[float, float] = FAULT_GAP_S,
     period_budget: int = PERIOD_BUDGET,
     faults: list[str] | None = None,
+    actions: dict[str, Callable[[], None]] | None = None,
+    base_url: str | None = None,
 ) -> Report:
     """Run chaos against a started server (see chaos_env) and return what was found.
 
     `faults`: the kinds to inject (keys of FAULTS); by default all, Postgres restarts only when
-    can_restart_postgres says so.
+    can_restart_postgres says so. `actions` and `base_url`: a deployment's own faults and the
+    address shoppers use (a balancer's, bench/soak.py), `server` being one of its instances.
     """
     report = Report(server.database.kind, seed, duration_s, shoppers)
     probe = Probe(server.database.app_url)
-    if faults is None:
-        faults = [k for k in FAULTS if k != "postgres_restart" or can_restart_postgres(server)]
+    if actions is None:
+        if faults is None:
+            faults = [k for k in FAULTS if k != "postgres_restart" or can_restart_postgres(server)]
+        actions = {kind: functools.partial(FAULTS[kind], server) for kind in faults}
+    faults = list(actions)
 
     async def go() -> None:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=base_url or server.base_url, timeout=60) as http:
             run = Run(
                 server=server,
                 http=http,
@@ -481,6 +495,7 @@ def run_chaos(
                 deadline=time.monotonic() + duration_s,
                 fault_gap_s=fault_gap_s,
                 ledger=Ledger(period_budget),
+                actions=actions,
             )
             await main_loop(run, shoppers, seed)
 

@@ -55,6 +55,10 @@ class Report:
     faults: Counter[str] = field(default_factory=Counter)
     # When each fault began and when the store served again (monotonic times).
     outages: list[tuple[float, float]] = field(default_factory=list)
+    # Each fault's kind, when it began and when the store served again (monotonic times).
+    fault_log: list[tuple[str, float, float]] = field(default_factory=list)
+    # Each request's first attempt and final answer (monotonic times), retries included.
+    requests: list[tuple[float, float]] = field(default_factory=list)
     periods_checked: int = 0
     inventory_range: tuple[int, int] | None = None
     orders_lost: int = 0
@@ -71,6 +75,19 @@ class Report:
         """An order a shopper was told about is missing, or a 200 `paid` that never shipped."""
         self.orders_lost += 1
         self.broke(problem)
+
+    def worst_wait_past(self) -> dict[str, float]:
+        """By fault kind: the longest a request in flight during a fault of that kind (or sent
+        before it was over) waited for its answer, counted from the fault or its own start."""
+        worst: dict[str, float] = {}
+        for kind, began, ended in self.fault_log:
+            waits = [
+                end - max(start, began)
+                for start, end in self.requests
+                if start <= ended and end >= began
+            ]
+            worst[kind] = max([worst.get(kind, 0.0), *waits])
+        return worst
 
     def render(self) -> str:
         c = self.counts
@@ -93,6 +110,10 @@ class Report:
             f"requests retried             {c['retries']}",
             f"faults injected              {sum(self.faults.values())}: {faults}",
             f"slowest recovery             {'-' if slowest is None else f'{slowest:.1f} s'}",
+            *(
+                f"  worst wait past {kind:<12} {wait:.1f} s"
+                for kind, wait in sorted(self.worst_wait_past().items())
+            ),
             f"ledger periods checked       {self.periods_checked}",
             f"inventory sampled (min, max) {self.inventory_range}",
             f"orders lost                  {self.orders_lost}",
