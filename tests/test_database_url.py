@@ -289,3 +289,23 @@ def test_a_store_on_a_multi_host_url_serves_and_dboss_cli_reads_it(
         assert f"checkout:{key}" in listed.stdout
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:s3cret@h1:5432,h2/", "postgresql://u:s3cret@h/db?nope=1", "mysql://u@h/db"],
+)
+def test_a_url_the_store_cannot_use_stops_it_with_one_line(url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WIDGET_STORE_", "DBOS_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "widget_store", "serve", "--port", "0"],
+        env={**env, "DBOS_DATABASE_URL": url, "WIDGET_STORE_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("widget-store: DBOS_DATABASE_URL: not a Postgres URL libpq accepts")
+    assert "s3cret" not in done.stderr + done.stdout
