@@ -1,4 +1,5 @@
-"""The supervisor: restarts after any death, backs off from a crash loop, stops cleanly."""
+"""The supervisor: restarts after any death, backs off from a crash loop and from failed starts
+(their 503s and logs: test_start_failure.py), stops cleanly."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def test_backoff_is_free_at_first_then_doubles_up_to_a_cap() -> None:
     assert delays == [0, 0, 0, 0.5, 1, 2, 4, 4]
     # A run that lasted resets the count.
     assert backoff.next_delay(uptime_s=60) == 0
+
+
+def test_failed_starts_back_off_at_once_whatever_they_took_until_one_serves() -> None:
+    backoff = Backoff(healthy_after_s=2, first_delay_s=0.5, max_delay_s=30)
+    delays = [backoff.after_failed_start() for _ in range(9)]
+    assert delays == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    backoff.served()
+    assert backoff.after_failed_start() == 0.5
 
 
 def pid_alive(pid: int) -> bool:

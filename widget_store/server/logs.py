@@ -29,6 +29,10 @@ ROUTINE_LOGGERS = ("dbos", "alembic", "uvicorn.error", "httpx")
 # Set once the serving process has begun to stop (stopping()).
 _stopping = threading.Event()
 
+# DBOS's own report of a failed launch, with its traceback, before it raises: the serving
+# process then says why in one line (server/start_failure.py), so this copy is DEBUG.
+DBOS_LAUNCH_FAILED = "DBOS failed to launch"
+
 
 def stopping() -> None:
     """The serving process is stopping: DBOS's complaints about the workflows it interrupts
@@ -125,16 +129,20 @@ class JsonLineFormatter(JsonFormatter):
 
 
 class RoutineToDebug(logging.Filter):
-    """A handler's filter: the routine INFO lines of ROUTINE_LOGGERS, and DBOS's warnings and
-    errors once the process is stopping, become DEBUG lines, shown only when the configured
-    level lets DEBUG through."""
+    """A handler's filter: the routine INFO lines of ROUTINE_LOGGERS, DBOS's warnings and
+    errors once the process is stopping, and its report of a failed launch, become DEBUG lines,
+    shown only when the configured level lets DEBUG through."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _stopping.is_set() and record.name.startswith("dbos") and record.levelno > logging.INFO:
+        if (
+            (_stopping.is_set() or str(record.msg).startswith(DBOS_LAUNCH_FAILED))
+            and record.name.startswith("dbos")
+            and record.levelno > logging.INFO
+        ):
             if self.level > logging.DEBUG:
                 return False
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"

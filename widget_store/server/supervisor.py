@@ -10,6 +10,11 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
   arrive while a child restarts wait in the kernel's backlog instead of being refused.
 - A child that dies within 2 s of starting counts towards a crash loop, which backs off
   exponentially; a child that served for longer resets it.
+- A child that fails before it serves (the database away, the store's tables missing) says
+  why on a pipe (start_report.py); the next attempt waits 0.5 s, doubling up to 30 s while
+  starts keep failing, however long each took, until a child serves again. Meanwhile the
+  supervisor answers on that child's socket, 503 with the reason (unavailable.py), so requests
+  fail with a why instead of hanging.
 - Each child has an executor id of its own, stable across its restarts (`<executor id>-<n>`,
   the plain id when there is one child), and is restarted on its own, with its own backoff.
   With several, each accepts on a socket of its own on the one port (SO_REUSEPORT), which
@@ -32,6 +37,9 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from .start_report import Report, read_report
+from .unavailable import Unavailable
+
 log = logging.getLogger(__name__)
 
 RESTART_COUNT_ENV = "WIDGET_STORE_RESTART_COUNT"
@@ -42,15 +50,18 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass
 class Backoff:
-    """Delay before the next start: none at first, doubling while the child keeps dying young."""
+    """Delay before the next start: after a crash, none at first, then doubling while the child
+    keeps dying young; after a failed start, doubling until a child serves."""
 
     healthy_after_s: float = 2.0  # Settings.crash_loop_window_s
     free_restarts: int = 3
     first_delay_s: float = 0.5
     max_delay_s: float = 30.0
     quick_deaths: int = field(default=0, init=False)
+    failed_starts: int = field(default=0, init=False)
 
     def next_delay(self, uptime_s: float) -> float:
+        """After the death of a child that served."""
         if uptime_s >= self.healthy_after_s:
             self.quick_deaths = 0
         self.quick_deaths += 1
@@ -58,6 +69,15 @@ class Backoff:
             return 0.0
         exponent = self.quick_deaths - self.free_restarts - 1
         return float(min(self.first_delay_s * 2**exponent, self.max_delay_s))
+
+    def after_failed_start(self) -> float:
+        """After a child that never served: no free attempt, and no reset by uptime, since a
+        start that fails on a database can take longer than `healthy_after_s`."""
+        self.failed_starts += 1
+        return float(min(self.first_delay_s * 2 ** (self.failed_starts - 1), self.max_delay_s))
+
+    def served(self) -> None:
+        self.failed_starts = 0
 
 
 def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -130,7 +150,8 @@ class Supervisor:
         """The first worker's process (the only one with one worker)."""
         return self.slots[0].child
 
-    def _start_child(self, slot: Slot) -> subprocess.Popen[bytes]:
+    def _start_child(self, slot: Slot) -> tuple[subprocess.Popen[bytes], int]:
+        """The child, and the read end of the pipe on which it says whether it started."""
         env = {
             **os.environ,
             RESTART_COUNT_ENV: str(slot.restarts),
@@ -138,8 +159,19 @@ class Supervisor:
             SIBLINGS_ENV: ",".join(other.executor_id for other in self.slots if other is not slot),
         }
         fd = slot.sock.fileno()
-        command = [sys.executable, "-m", "widget_store.server.worker", str(fd)]
-        return subprocess.Popen(command, env=env, pass_fds=(fd,), preexec_fn=_die_with_parent)
+        report_read, report_write = os.pipe()
+        command = [sys.executable, "-m", "widget_store.server.worker", str(fd), str(report_write)]
+        try:
+            child = subprocess.Popen(
+                command, env=env, pass_fds=(fd, report_write), preexec_fn=_die_with_parent
+            )
+        except BaseException:
+            os.close(report_read)
+            raise
+        finally:
+            # Only the child holds the write end: its death ends the pipe.
+            os.close(report_write)
+        return child, report_read
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping the server", signal.Signals(signum).name)
@@ -170,15 +202,22 @@ class Supervisor:
             with self.lock:
                 if self.stopping.is_set():
                     break
-                slot.child = self._start_child(slot)
+                slot.child, report_fd = self._start_child(slot)
             if self.stopping.is_set():  # a signal between the check and the start
                 slot.child.send_signal(signal.SIGTERM)
+            report = read_report(report_fd)
+            if report.serving:
+                self._served(slot)
             code = slot.child.wait()
             if self.stopping.is_set():
                 break
+            slot.restarts += 1
+            if not report.serving:
+                if self._wait_after_failed_start(slot, report, code):
+                    break
+                continue
             uptime = time.monotonic() - started
             delay = slot.backoff.next_delay(uptime)
-            slot.restarts += 1
             log.warning(
                 "server %s exited (%s) after %.1f s; restart %d in %.1f s",
                 slot.executor_id,
@@ -190,6 +229,29 @@ class Supervisor:
             if self.stopping.wait(delay):
                 break
         self._stop_child(slot)
+
+    def _served(self, slot: Slot) -> None:
+        if slot.backoff.failed_starts:
+            log.info(
+                "server %s serves, after %d failed start(s)",
+                slot.executor_id,
+                slot.backoff.failed_starts,
+            )
+        slot.backoff.served()
+
+    def _wait_after_failed_start(self, slot: Slot, report: Report, code: int) -> bool:
+        """Back off, answering 503 with the reason on the slot's socket meanwhile; True if the
+        supervisor stopped while waiting."""
+        delay = slot.backoff.after_failed_start()
+        reason = report.reason or f"it exited ({_describe(code)}) before serving"
+        log.warning(
+            "server %s could not start: %s; next attempt in %.1f s",
+            slot.executor_id,
+            reason,
+            delay,
+        )
+        with Unavailable(slot.sock, reason, next_attempt_at=time.monotonic() + delay):
+            return self.stopping.wait(delay)
 
     def _stop_child(self, slot: Slot) -> None:
         child = slot.child

@@ -1,4 +1,5 @@
-"""The serving process the supervisor starts: the app on the socket it was handed."""
+"""The serving process the supervisor starts: the app on the socket it was handed, telling the
+supervisor through the pipe it was handed whether it started (start_report.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ..web.app import create_app
 from . import heap, logs
 from .cli import describe_database, load_settings
 from .http_limits import http_protocol
+from .start_failure import give_up, watched
+from .start_report import StartReporter
 
 log = logging.getLogger("widget_store.server.worker")
 
@@ -27,8 +30,10 @@ def announce(settings: Settings, address: str) -> None:
 
 
 def main() -> None:
+    """argv: the listening socket's fd, and the write end of the supervisor's pipe."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
+    reporter = StartReporter(int(sys.argv[2]) if len(sys.argv) > 2 else None)
     # fileno=: the family and type are read from the inherited socket itself.
     sock = socket.socket(fileno=int(sys.argv[1]))
     host, port = sock.getsockname()[:2]
@@ -38,7 +43,12 @@ def main() -> None:
         heap.settle_after_startup()
         announce(settings, address)
 
-    app = create_app(settings, base_url=address, on_started=on_started)
+    try:
+        app = create_app(settings, base_url=address, on_started=on_started)
+    except Exception as exc:
+        give_up(exc, reporter)
+    # The database, DBOS's launch and the rest of the start happen in the lifespan.
+    app.router.lifespan_context = watched(app.router.lifespan_context, reporter)
     config = uvicorn.Config(
         app,
         log_config=None,

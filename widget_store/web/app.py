@@ -106,12 +106,6 @@ def create_app(
         # Launched inside the running loop, so recovered async workflows run on this loop.
         DBOS.launch()
         recovered = await count_recovered(settings, launched_at) if pending is None else pending
-        log.info(
-            "serving (restart %d): recovered %d workflow(s) of executor %s",
-            settings.restart_count,
-            recovered,
-            settings.executor_id,
-        )
         await shoppers.register_queue()
         await db.run(
             store.record_process_start,
@@ -143,6 +137,13 @@ def create_app(
         if wakeups is not None:
             dbos_internals.cap_db_retry_sleep()
             waking = asyncio.create_task(wakeups.run())
+        # Said once the start is done: one that fails before this is said by the supervisor.
+        log.info(
+            "serving (restart %d): recovered %d workflow(s) of executor %s",
+            settings.restart_count,
+            recovered,
+            settings.executor_id,
+        )
         if on_started is not None:
             on_started()
         try:
