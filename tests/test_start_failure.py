@@ -2,9 +2,9 @@
 real processes, the supervisor saying it, backing off (0.5 s, 1 s, 2 s ...) instead of restarting
 hot, answering 503 with the reason meanwhile, and serving again by itself once the cause is gone.
 
-`widget-store serve` migrates before it supervises, and refuses to start on a database it cannot
-reach (test_start.py); so here the cause comes after a good start, as in production: the
-database goes away, or comes back empty, and then the serving process dies.
+The cause comes after a good start, as in production (the database goes away, or comes back
+empty, and then the serving process dies), or before it: a database away when `serve` starts,
+whose migrations the supervisor then retries the same way.
 """
 
 from __future__ import annotations
@@ -245,3 +245,31 @@ def test_only_the_worker_that_cannot_start_answers_503(
     assert {(body["status"], body["detail"]) for body in waiting} == {
         ("starting", "cannot connect to the database (Connection refused)")
     }
+
+
+@pytest.mark.crash
+def test_a_database_away_at_the_start_is_waited_for_and_served_once_it_answers(
+    make_server: MakeServer, backend: str
+) -> None:
+    """No hot loop and no hang: 503 with the reason from the start, the migrations retried with
+    the backoff, and the attempt held back goes as soon as the database answers again."""
+    if backend != "postgres":
+        pytest.skip("a Postgres that is away")
+    server = make_server(start=False)
+    assert server.database.url is not None
+    relay = Relay(server.database.url)  # not open: nothing listens at the database's address
+    try:
+        server.env_overrides["DBOS_DATABASE_URL"] = relay.url
+        server.start(wait=False)
+        away = "cannot reach the database at postgresql://"
+        assert_a_starting_answer(starting(server, reason=away), away)
+        wait_until(lambda: len(failed_starts(server)) >= 4 or None, timeout=60, what="4 attempts")
+        assert [delay for _, delay in failed_starts(server)][:4] == [0.5, 1.0, 2.0, 4.0]
+        assert server.proc is not None and server.proc.poll() is None
+        relay.open()
+        server.wait_healthy(timeout=30)
+    finally:
+        relay.close()
+    log = server.log_text()
+    assert "the database answers again: next attempt now" in log
+    assert not any(line.startswith("Traceback") for line in log.splitlines()), log[-3000:]

@@ -8,9 +8,11 @@ the exit code is then 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from pydantic import AliasChoices, ValidationError
@@ -100,16 +102,38 @@ def _bind(host: str, port: int) -> socket.socket:
         )
 
 
+def _unreachable(settings: Settings, reason: str) -> str:
+    where = settings.postgres.display() if settings.postgres else settings.data_dir
+    return f"cannot reach the database at {where} ({reason})"
+
+
 def _migrate(settings: Settings) -> None:
+    """`widget-store migrate`: waits a while for the database, else stops with one line."""
     from .migrate import DatabaseUnreachable, migrate
 
     try:
         migrate(settings)
     except DatabaseUnreachable as exc:
-        refuse(
-            f"cannot reach the database: {describe_database(settings)} "
-            f"({exc.reason}); start it, or fix DBOS_DATABASE_URL"
-        )
+        refuse(f"{_unreachable(settings, exc.reason)}; start it, or fix DBOS_DATABASE_URL")
+
+
+def _migrate_now(settings: Settings) -> str | None:
+    """One attempt at the migrations for `serve`: None once done, else why not. The supervisor
+    tries again with its backoff, answering 503 with the reason meanwhile."""
+    from .migrate import DatabaseUnreachable, migrate
+
+    try:
+        migrate(settings, wait_s=0)
+    except DatabaseUnreachable as exc:
+        return _unreachable(settings, exc.reason)
+    return None
+
+
+def _database_probe(settings: Settings) -> Callable[[], bool] | None:
+    from .migrate import database_answers
+
+    target = settings.postgres
+    return None if target is None else functools.partial(database_answers, target)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,7 +211,6 @@ def main(argv: list[str] | None = None) -> None:
     if workers > 1 and settings.uses_sqlite:
         refuse(f"--workers {workers} needs Postgres (DBOS_DATABASE_URL): SQLite is one process")
     sock = _bind(host, port)
-    _migrate(settings)
 
     from .supervisor import supervise
 
@@ -199,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
             sock=sock,
             workers=workers,
             executor_id=settings.executor_id,
+            # The migrations first; a database away is waited for, 503 with why on the port.
+            prepare=functools.partial(_migrate_now, settings),
+            database_answers=_database_probe(settings),
         )
     )
 

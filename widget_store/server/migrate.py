@@ -8,10 +8,17 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from ..config import Settings
 from ..database_url import PostgresUrl
@@ -43,15 +50,16 @@ class DatabaseUnreachable(Exception):
         self.reason = reason
 
 
-def migrate(settings: Settings) -> None:
-    """Idempotent: safe on every start, and with several instances starting at once."""
+def migrate(settings: Settings, *, wait_s: float = POSTGRES_WAIT_S) -> None:
+    """Idempotent: safe on every start, and with several instances starting at once. `wait_s`:
+    how long to wait for a Postgres that does not answer (DatabaseUnreachable after)."""
     if settings.uses_sqlite:
         _create_private_files(settings.data_dir)
         _use_wal(settings)
     else:
         assert settings.postgres is not None
         try:
-            _create_postgres_database(settings.postgres)
+            _create_postgres_database(settings.postgres, wait_s)
         except sa.exc.OperationalError as exc:
             raise DatabaseUnreachable(_first_line(exc.orig or exc)) from exc
     config = Config(str(ALEMBIC_INI))
@@ -97,16 +105,30 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].rsplit(": ", 1)[-1] if lines else type(exc).__name__
 
 
-@retry(
-    retry=retry_if_exception_type(sa.exc.OperationalError),
-    stop=stop_after_delay(POSTGRES_WAIT_S),
-    wait=wait_fixed(1),
-    # Each retry at DEBUG: the start says once, in one line, if it gives up (cli.py).
-    before_sleep=before_sleep_log(log, logging.DEBUG),
-    reraise=True,
-)
-def _create_postgres_database(target: PostgresUrl) -> None:
+def database_answers(target: PostgresUrl) -> bool:
+    """Whether the database takes a connection now (a primary, with a multi-host URL)."""
+    try:
+        with psycopg.connect(target.libpq(), connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def _create_postgres_database(target: PostgresUrl, wait_s: float) -> None:
     """Wait (bounded) for Postgres to answer, and create the store's database if it is missing."""
+    for attempt in Retrying(
+        retry=retry_if_exception_type(sa.exc.OperationalError),
+        stop=stop_after_delay(wait_s),
+        wait=wait_fixed(1),
+        # Each retry at DEBUG: the start says once, in one line, if it gives up (cli.py).
+        before_sleep=before_sleep_log(log, logging.DEBUG),
+        reraise=True,
+    ):
+        with attempt:
+            _create_database_once(target)
+
+
+def _create_database_once(target: PostgresUrl) -> None:
     maintenance = target.with_database("postgres").sqlalchemy()
     engine = sa.create_engine(maintenance, isolation_level="AUTOCOMMIT")
     try:

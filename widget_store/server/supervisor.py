@@ -14,7 +14,9 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
   why on a pipe (start_report.py); the next attempt waits 0.5 s, doubling up to 30 s while
   starts keep failing, however long each took, until a child serves again. Meanwhile the
   supervisor answers on that child's socket, 503 with the reason (unavailable.py), so requests
-  fail with a why instead of hanging.
+  fail with a why instead of hanging; a database that was away and answers again cuts the wait
+  short. The migrations, when the database was away at the start, are retried the same way
+  before any child starts.
 - Each child has an executor id of its own, stable across its restarts (`<executor id>-<n>`,
   the plain id when there is one child), and is restarted on its own, with its own backoff.
   With several, each accepts on a socket of its own on the one port (SO_REUSEPORT), which
@@ -34,6 +36,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -46,6 +50,8 @@ RESTART_COUNT_ENV = "WIDGET_STORE_RESTART_COUNT"
 EXECUTOR_ID_ENV = "WIDGET_STORE_EXECUTOR_ID"
 SIBLINGS_ENV = "WIDGET_STORE_WORKER_SIBLINGS"
 PR_SET_PDEATHSIG = 1
+# While a start waits for its next attempt, how often the database is asked whether it is back.
+PROBE_EVERY_S = 0.25
 
 
 @dataclass
@@ -123,9 +129,18 @@ class Supervisor:
         workers: int = 1,
         executor_id: str | None = None,
         sockets: list[socket.socket] | None = None,
+        prepare: Callable[[], str | None] | None = None,
+        database_answers: Callable[[], bool] | None = None,
     ) -> None:
+        """`prepare`: what must succeed before any child starts (the migrations, when the
+        database was away at the start): None once done, else why not, tried again with the
+        backoff. `database_answers`: whether the database takes a connection now, which cuts a
+        wait short once a database that was away is back."""
         self.sock = sock
         self.grace_s = grace_s
+        self.prepare = prepare
+        self.database_answers = database_answers
+        self.sockets = sockets or [sock]
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         base = executor_id or os.environ.get(EXECUTOR_ID_ENV) or "local"
@@ -183,6 +198,8 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.prepare is not None and not self._prepared(self.prepare):
+            return 0
         threads = [
             threading.Thread(target=self._keep, args=(slot,), name=f"worker-{slot.number}")
             for slot in self.slots
@@ -230,6 +247,39 @@ class Supervisor:
                 break
         self._stop_child(slot)
 
+    def _prepared(self, prepare: Callable[[], str | None]) -> bool:
+        """Try `prepare` until it succeeds, with the failed-start backoff and a 503 with the
+        reason on every socket meanwhile; False if the supervisor stopped first."""
+        backoff = self.slots[0].backoff
+        while (reason := prepare()) is not None:
+            delay = backoff.after_failed_start()
+            log.warning("could not start: %s; next attempt in %.1f s", reason, delay)
+            with ExitStack() as answering:
+                for sock in self.sockets:
+                    answering.enter_context(
+                        Unavailable(sock, reason, next_attempt_at=time.monotonic() + delay)
+                    )
+                if self._pause(delay):
+                    return False
+        backoff.served()
+        return not self.stopping.is_set()
+
+    def _pause(self, delay: float) -> bool:
+        """Wait `delay` before the next attempt, True if the supervisor stopped meanwhile. Less
+        once a database that did not answer when the wait began answers again: the attempt it
+        held back goes at once, rather than up to 30 s after a failover or a restart ended."""
+        if self.database_answers is None:
+            return self.stopping.wait(delay)
+        deadline = time.monotonic() + delay
+        was_away = not self.database_answers()
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stopping.wait(min(PROBE_EVERY_S, left)):
+                return True
+            if was_away and self.database_answers():
+                log.info("the database answers again: next attempt now")
+                return False
+        return self.stopping.is_set()
+
     def _served(self, slot: Slot) -> None:
         if slot.backoff.failed_starts:
             log.info(
@@ -251,7 +301,7 @@ class Supervisor:
             delay,
         )
         with Unavailable(slot.sock, reason, next_attempt_at=time.monotonic() + delay):
-            return self.stopping.wait(delay)
+            return self._pause(delay)
 
     def _stop_child(self, slot: Slot) -> None:
         child = slot.child
@@ -280,8 +330,11 @@ def supervise(
     sock: socket.socket | None = None,
     workers: int = 1,
     executor_id: str | None = None,
+    prepare: Callable[[], str | None] | None = None,
+    database_answers: Callable[[], bool] | None = None,
 ) -> int:
-    """`sock`: the socket already listening on host:port (the CLI opens it before migrating)."""
+    """`sock`: the socket already listening on host:port (the CLI opens it before migrating);
+    `prepare` and `database_answers`: as Supervisor takes them."""
     sock = sock or listen(host, port)
     sockets: list[socket.socket] = []
     if workers > 1:
@@ -302,6 +355,8 @@ def supervise(
             workers=workers,
             executor_id=executor_id,
             sockets=sockets,
+            prepare=prepare,
+            database_answers=database_answers,
         )
         return supervisor.run()
     finally:
