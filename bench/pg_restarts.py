@@ -1,20 +1,26 @@
 """How long a request waits after Postgres comes back: Postgres restarted (fast mode) a few
-times under a stream of purchases, a checkout then its webhook every 100 ms. Prints the worst
-wait after Postgres was back, and checks that every paid order was dispatched and the ledger
-holds. Needs a local cluster this user may restart (root, as in the CI image).
+times under a stream of purchases, a checkout then its webhook every 100 ms. Prints how many
+requests were answered more than 3 s after Postgres accepted connections again, and the worst
+wait, and checks that every paid order was dispatched and the ledger holds. Needs a local
+cluster this user may restart (root, as in the CI image).
 
     python -m bench.pg_restarts --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
 
-A request's wait after Postgres is back: from the moment Postgres answered again (after the
-latest restart that began before the request was answered) to its answer, or its whole time if
-it started later. Every answer counts, 503 included; a shopper retries a 503 or a dropped
-connection with the same key, or the same webhook, until it gets a final answer.
+When Postgres accepts connections again is found by a probe that connects every 10 ms while
+the restart runs, not by the restart command's return: pg_ctlcluster waits half-second polls
+and a last check after Postgres is ready, and returns two seconds or so late.
+
+A request's wait after Postgres is back: from that moment (after the latest restart that began
+before the request was answered) to its answer, or its whole time if it started later. Every
+answer counts, 503 included; a shopper retries a 503 or a dropped connection with the same key,
+or the same webhook, until it gets a final answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -106,28 +112,41 @@ def _signature(server: StoreServer, payment_id: str) -> str:
 
 
 def restart_postgres(url: str) -> tuple[float, float]:
-    """Restart the cluster (fast mode); (when it began, when Postgres answered again)."""
-    import subprocess
+    """Restart the cluster (fast mode); (when the restart began, when Postgres accepted
+    connections again: the first probe to reach a postmaster started after the restart began).
+    """
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 2})
 
-    down = time.monotonic()
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", postgres_version(), "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    def postmaster_started() -> object:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT pg_postmaster_start_time()")).scalar_one()
+
     try:
-
-        def answers() -> bool | None:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            return True
-
-        wait_until(answers, timeout=30, interval=0.02, what="Postgres to answer")
+        before = postmaster_started()
+        down = time.monotonic()
+        restart = subprocess.Popen(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", postgres_version(), "main", "restart"]
+            + ["-m", "fast"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        back = None
+        while back is None:
+            attempt = time.monotonic()
+            if attempt - down > 60:
+                raise TimeoutError("Postgres did not accept connections within 60 s")
+            try:
+                if postmaster_started() != before:
+                    back = attempt
+            except sa.exc.DBAPIError:
+                pass
+            time.sleep(0.01)
+        output, _ = restart.communicate(timeout=60)
+        if restart.returncode:
+            raise subprocess.CalledProcessError(restart.returncode, restart.args, output)
     finally:
         engine.dispose()
-    return down, time.monotonic()
+    return down, back
 
 
 async def stream(
@@ -189,14 +208,15 @@ def run(server: StoreServer, restarts: int = 3) -> Result:
 
 
 def report(result: Result, bound_s: float = 3.0) -> str:
-    outages = ", ".join(f"{back - down:.1f} s" for down, back in result.restarts)
+    outages = ", ".join(f"{back - down:.2f} s" for down, back in result.restarts)
     answered = [e - s for s, e, _, _ in result.requests]
     return (
-        f"{len(result.restarts)} Postgres restarts (down for {outages}); "
-        f"{len(result.requests)} requests, {len(result.paid)} paid orders\n"
-        f"worst wait after Postgres was back: {result.worst_wait_s:.2f} s; "
-        f"{result.late(bound_s)} request(s) over {bound_s:.0f} s; "
-        f"slowest request overall {max(answered, default=0):.2f} s\n"
+        f"{len(result.restarts)} Postgres restarts (fast mode; restart to accepting connections "
+        f"again: {outages}); {len(result.requests)} requests, {len(result.paid)} paid orders\n"
+        f"requests answered more than {bound_s:g} s after Postgres accepted connections again: "
+        f"{result.late(bound_s)} of {len(result.requests)}\n"
+        f"worst wait after Postgres accepted connections again: {result.worst_wait_s:.2f} s\n"
+        f"slowest request overall: {max(answered, default=0):.2f} s\n"
         + "slowest after Postgres was back:\n  "
         + "\n  ".join(result.worst())
         + "\n"

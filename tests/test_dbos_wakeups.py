@@ -1,8 +1,8 @@
 """Pins the DBOS internals behind the wake-ups after a Postgres restart
-(widget_store/dbos_internals.py: `Wakeups`, `cap_db_retry_sleep`). A DBOS upgrade that changes
-them fails here. DBOS is a process-wide singleton, so the pinning runs in a fresh Python
-process of its own, on SQLite, where only polling delivers messages and events: with its poll
-set to 30 s, a waiter is woken only by what the test does."""
+(widget_store/dbos_internals.py: `Wakeups`). A DBOS upgrade that changes them fails here. DBOS
+is a process-wide singleton, so the pinning runs in a fresh Python process of its own, on
+SQLite, where only polling delivers messages and events: with its poll set to 30 s, a waiter is
+woken only by what the test does."""
 
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ def _pin(data_dir: str) -> None:
     """Run in a child process: prints one JSON line of observations."""
     import threading
 
-    import sqlalchemy as sa
     from dbos import DBOS
-    from dbos import _sys_db as dbos_sys_db
 
     from widget_store import dbos_internals
 
@@ -79,20 +77,6 @@ def _pin(data_dir: str) -> None:
     reader.join(10)
     event_after = got[0][1] - event_woken_at if got else None
 
-    # db_retry: three pool timeouts in a row, with the sleeps capped.
-    module_time_was_time = dbos_sys_db.time is time
-    dbos_internals.cap_db_retry_sleep(0.05)
-    failures = [sa.exc.TimeoutError("pool"), sa.exc.TimeoutError("pool"), sa.exc.TimeoutError("p")]
-
-    @dbos_sys_db.db_retry()
-    def flaky() -> str:
-        if failures:
-            raise failures.pop()
-        return "ok"
-
-    started = time.monotonic()
-    retried = flaky()
-    retry_s = time.monotonic() - started
     sys.stdout.write(
         json.dumps(
             {
@@ -103,9 +87,6 @@ def _pin(data_dir: str) -> None:
                 "recv_after": recv_after,
                 "event": got[0][0] if got else None,
                 "event_after": event_after,
-                "module_time_was_time": module_time_was_time,
-                "retried": retried,
-                "retry_s": retry_s,
             }
         )
         + "\n"
@@ -122,10 +103,6 @@ def test_wakeups_deliver_what_was_written_and_nothing_else(tmp_path: Path) -> No
     # ... until a re-check, which delivers it at once; the same for an event.
     assert seen["result"] == "hello" and seen["recv_after"] < 1.0, seen
     assert seen["event"] == "hello" and seen["event_after"] < 1.0, seen
-    # db_retry sleeps through the `time` of DBOS's _sys_db module: capped, three retries
-    # take well under DBOS's own 1 + 2 + 4 s (each x0.5-1.5).
-    assert seen["module_time_was_time"] and seen["retried"] == "ok", seen
-    assert seen["retry_s"] < 0.5, seen
 
 
 def test_the_trouble_dbos_logs_is_still_said_the_same_way() -> None:

