@@ -142,11 +142,14 @@ wait_for() {
 }
 
 # `pg_autoctl run` for NAME, in its own process group (setsid) so that `kill` takes the node's
-# every process at once, and working in its PGDATA so that `stop` finds what a kill left over.
+# every process at once, and working in DIR so that `stop` finds what a kill left over. Not in
+# its PGDATA: a node that rejoins by pg_basebackup (when pg_rewind fails) gets a new PGDATA, and
+# a keeper left in the deleted one can no longer start Postgres ("could not identify current
+# directory").
 run_in_background() {
   local argv
   pg_argv setsid pg_autoctl run --pgdata "$dir/$1"
-  (cd "$dir/$1" && exec "${argv[@]}" >>"$dir/$1.log" 2>&1 </dev/null) &
+  (cd "$dir" && exec "${argv[@]}" >>"$dir/$1.log" 2>&1 </dev/null) &
 }
 
 monitor_sql() {
