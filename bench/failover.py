@@ -20,14 +20,13 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import httpx
 
 from widget_store.testing import Database, StoreServer, signature, temp_dir, wait_until
 from widget_store.testing.failover import FailoverCluster, StreamingPair
 
-from .pg_restarts import Result, audit, purchase
+from .pg_restarts import Result, audit, purchases_during
 
 WAITING = 10  # checkouts placed before the kill, paid after it
 EVERY_S = 0.1
@@ -106,27 +105,16 @@ def pay(server: StoreServer, payment_ids: list[str], run: Failover) -> None:
 
 
 async def stream_across(
-    server: StoreServer, fault: object, *, before_s: float, after_s: float
+    server: StoreServer, fault: Callable[[], None], *, before_s: float, after_s: float
 ) -> Result:
     """Purchases every EVERY_S from `before_s` ahead of the fault until `after_s` after it."""
-    result = Result()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=90) as http:
-        tasks: list[asyncio.Task[None]] = []
-        stop = asyncio.Event()
 
-        async def shoppers() -> None:
-            while not stop.is_set():
-                tasks.append(asyncio.create_task(purchase(server, http, result)))
-                await asyncio.sleep(EVERY_S)
-
-        producing = asyncio.create_task(shoppers())
+    async def failing_over(_: Result) -> None:
         await asyncio.sleep(before_s)
-        await asyncio.to_thread(fault)  # type: ignore[arg-type]
+        await asyncio.to_thread(fault)
         await asyncio.sleep(after_s)
-        stop.set()
-        await producing
-        await asyncio.gather(*tasks)
-    return result
+
+    return await purchases_during(server, failing_over, EVERY_S, timeout_s=90)
 
 
 def run_managed(

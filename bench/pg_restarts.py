@@ -23,6 +23,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -149,14 +150,15 @@ def restart_postgres(url: str) -> tuple[float, float]:
     return down, back
 
 
-async def stream(
-    server: StoreServer, restarts: int, every_s: float = 0.1, between_s: float = 4.0
+async def purchases_during(
+    server: StoreServer,
+    faults: Callable[[Result], Awaitable[None]],
+    every_s: float = 0.1,
+    timeout_s: float = 60,
 ) -> Result:
-    """Purchases every `every_s` while Postgres restarts `restarts` times, `between_s` apart."""
+    """A purchase started every `every_s` until `faults` is done; then every purchase's end."""
     result = Result()
-    url = server.database.url
-    assert url is not None
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=timeout_s) as http:
         tasks: list[asyncio.Task[None]] = []
         stop = asyncio.Event()
 
@@ -166,14 +168,27 @@ async def stream(
                 await asyncio.sleep(every_s)
 
         producing = asyncio.create_task(shoppers())
-        for _ in range(restarts):
-            await asyncio.sleep(between_s)
-            result.restarts.append(await asyncio.to_thread(restart_postgres, url))
-        await asyncio.sleep(between_s)
+        await faults(result)
         stop.set()
         await producing
         await asyncio.gather(*tasks)
     return result
+
+
+async def stream(
+    server: StoreServer, restarts: int, every_s: float = 0.1, between_s: float = 4.0
+) -> Result:
+    """Purchases every `every_s` while Postgres restarts `restarts` times, `between_s` apart."""
+    url = server.database.url
+    assert url is not None
+
+    async def restarting(result: Result) -> None:
+        for _ in range(restarts):
+            await asyncio.sleep(between_s)
+            result.restarts.append(await asyncio.to_thread(restart_postgres, url))
+        await asyncio.sleep(between_s)
+
+    return await purchases_during(server, restarting, every_s)
 
 
 def audit(server: StoreServer, result: Result, timeout_s: float = 60) -> None:
