@@ -5,6 +5,7 @@ that nothing was lost: every payment answered 200 is a DISPATCHED order on the n
 checkouts waiting at the kill were paid after it, nothing stranded, the ledger exact.
 
     python -m bench.failover              # pg_auto_failover: the primary's node killed
+    python -m bench.failover --keep-worker    # the same, the serving process left alone
     python -m bench.failover --manual     # no manager: `pg_ctl promote` 1 s after the primary
                                           # died, then the old primary back as a read-only standby
 
@@ -118,9 +119,15 @@ async def stream_across(
 
 
 def run_managed(
-    server: StoreServer, cluster: FailoverCluster, *, before_s: float = 3.0, after_s: float = 10.0
+    server: StoreServer,
+    cluster: FailoverCluster,
+    *,
+    before_s: float = 3.0,
+    after_s: float = 10.0,
+    kill_worker: bool = True,
 ) -> Failover:
-    """pg_auto_failover: the primary's node and the serving process killed together."""
+    """pg_auto_failover: the primary's node killed, and with `kill_worker` the serving process
+    at the same moment."""
     run = Failover()
     waiting = place_waiting(server, WAITING)
 
@@ -128,7 +135,8 @@ def run_managed(
         old = cluster.primary()
         run.killed_at = time.monotonic()
         cluster.kill_primary()
-        server.kill_worker()
+        if kill_worker:
+            server.kill_worker()
         run.promoted_at = cluster.wait_promoted(old, timeout=90)
 
     run.result = asyncio.run(stream_across(server, fault, before_s=before_s, after_s=after_s))
@@ -181,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--manual", action="store_true", help="pg_ctl promote, no manager")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after")
+    parser.add_argument(
+        "--keep-worker",
+        action="store_true",
+        help="with pg_auto_failover: leave the serving process alone (killed with the primary "
+        "by default)",
+    )
     args = parser.parse_args(argv)
     root = temp_dir("widget-store-failover-bench-")
     cluster = StreamingPair() if args.manual else FailoverCluster()
@@ -193,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(cluster, StreamingPair):
                 run = run_manual(server, cluster, after_s=args.after)
             else:
-                run = run_managed(server, cluster, after_s=args.after)
+                run = run_managed(
+                    server, cluster, after_s=args.after, kill_worker=not args.keep_worker
+                )
         finally:
             server.stop()
     finally:

@@ -65,7 +65,11 @@ def processes_in(folder: Path) -> list[int]:
 
 
 def takes_writes(port: int) -> bool:
-    """Whether libpq picks this node for target_session_attrs=read-write (raises if not)."""
+    """Whether this node commits writes now (raises if not): libpq picks it for
+    target_session_attrs=read-write, and a commit would not wait for a synchronous standby
+    that is not there. A promoted node opens read-write sessions while it still names its lost
+    peer as synchronous (pg_auto_failover's stop_replication state, primary_demote_timeout
+    long); commits there wait until the monitor moves it on to wait_primary."""
     with psycopg.connect(
         host="127.0.0.1",
         port=port,
@@ -73,7 +77,15 @@ def takes_writes(port: int) -> bool:
         user=CLUSTER_USER,
         target_session_attrs="read-write",
         connect_timeout=2,
-    ):
+        autocommit=True,
+    ) as conn:
+        row = conn.execute("SHOW synchronous_standby_names").fetchone()
+        if row and row[0]:
+            synced = conn.execute(
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')"
+            ).fetchone()
+            if not (synced and synced[0]):
+                raise RuntimeError(f"commits on :{port} wait for a synchronous standby")
         return True
 
 
