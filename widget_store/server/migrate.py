@@ -12,6 +12,7 @@ import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -147,10 +148,13 @@ def _create_database_once(target: PostgresUrl) -> None:
 
 def _seed_catalogue(url: str) -> None:
     engine = sa.create_engine(url)
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     try:
         with engine.begin() as conn:
             if conn.execute(sa.select(products.c.product_id)).first() is None:
-                log.info("seeding the catalogue: %s", CATALOGUE["product"])
-                conn.execute(products.insert().values(**CATALOGUE))
+                # Instances starting together on a new database all find it empty: one inserts.
+                seeded = conn.execute(insert(products).values(**CATALOGUE).on_conflict_do_nothing())
+                if seeded.rowcount:
+                    log.info("seeding the catalogue: %s", CATALOGUE["product"])
     finally:
         engine.dispose()
