@@ -122,6 +122,15 @@ def _close(servers: list[StoreServer]) -> None:
         server.database.drop()
 
 
+@pytest.fixture
+def postgres_admin_url() -> str:
+    """The Postgres admin URL, for tests that make databases of their own (skipped without)."""
+    url = _postgres_url()
+    if not url:
+        pytest.skip(f"set {POSTGRES_URL_ENV} to run it")
+    return url
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     _skip_unless_available(request.param)

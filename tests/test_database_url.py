@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from widget_store.config import Settings
 from widget_store.database_url import InvalidDatabaseUrl, PostgresUrl
-from widget_store.testing import POSTGRES_URL_ENV, Database, StoreServer, free_port
+from widget_store.testing import Database, StoreServer, free_port
 
 from .support import FAST_TICK, new_key
 
@@ -158,28 +158,18 @@ def test_settings_keep_one_form_for_every_consumer(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture
-def admin_url() -> str:
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        if os.environ.get("WIDGET_STORE_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{POSTGRES_URL_ENV} is required here")
-        pytest.skip(f"set {POSTGRES_URL_ENV} to connect for real")
-    return url
-
-
-@pytest.fixture
-def database(admin_url: str, tmp_path: Path) -> Iterator[Database]:
-    db = Database.create("postgres", tmp_path, admin_url)
+def database(postgres_admin_url: str, tmp_path: Path) -> Iterator[Database]:
+    db = Database.create("postgres", tmp_path, postgres_admin_url)
     yield db
     db.drop()
 
 
 @pytest.fixture
-def role(admin_url: str) -> Iterator[str]:
+def role(postgres_admin_url: str) -> Iterator[str]:
     """A role whose password needs every escape (trust auth ignores it; parsing may not)."""
     name = f"widget_store_pw_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(
-        PostgresUrl.parse(admin_url).sqlalchemy(), isolation_level="AUTOCOMMIT"
+        PostgresUrl.parse(postgres_admin_url).sqlalchemy(), isolation_level="AUTOCOMMIT"
     )
     with engine.connect() as conn:
         quoted = conn.execute(sa.text("SELECT quote_literal(:pw)"), {"pw": PASSWORD}).scalar()

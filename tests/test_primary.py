@@ -4,7 +4,6 @@ lost connection (and so retry), not for a failed statement."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,19 +13,14 @@ from dbos._utils import retriable_postgres_exception
 
 from widget_store import primary
 from widget_store.database_url import PostgresUrl
-from widget_store.testing import POSTGRES_URL_ENV, Database
+from widget_store.testing import Database
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def read_only_database(tmp_path: Path) -> Iterator[Database]:
-    admin = os.environ.get(POSTGRES_URL_ENV)
-    if not admin:
-        if os.environ.get("WIDGET_STORE_TEST_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{POSTGRES_URL_ENV} is required here")
-        pytest.skip(f"set {POSTGRES_URL_ENV} to run it")
-    database = Database.create("postgres", tmp_path, admin)
+def read_only_database(postgres_admin_url: str, tmp_path: Path) -> Iterator[Database]:
+    database = Database.create("postgres", tmp_path, postgres_admin_url)
     database.execute("CREATE TABLE t (n int)")
     name = PostgresUrl.parse(str(database.url)).database
     database.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
