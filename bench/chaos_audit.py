@@ -52,9 +52,6 @@ class Report:
     duration_s: float
     shoppers: int
     counts: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    # When each fault began and when the store served again (monotonic times).
-    outages: list[tuple[float, float]] = field(default_factory=list)
     # Each fault's kind, when it began and when the store served again (monotonic times).
     fault_log: list[tuple[str, float, float]] = field(default_factory=list)
     # Each request's first attempt and final answer (monotonic times), retries included.
@@ -63,6 +60,16 @@ class Report:
     inventory_range: tuple[int, int] | None = None
     orders_lost: int = 0
     broken: list[str] = field(default_factory=list)
+
+    @property
+    def faults(self) -> Counter[str]:
+        """Faults injected, by kind."""
+        return Counter(kind for kind, _, _ in self.fault_log)
+
+    @property
+    def outages(self) -> list[tuple[float, float]]:
+        """When each fault began and when the store served again."""
+        return [(began, ended) for _, began, ended in self.fault_log]
 
     @property
     def ok(self) -> bool:

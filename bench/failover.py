@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import time
 import uuid
@@ -216,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
     print(report(run))
     if not run.result.problems:
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
     return 0 if not run.result.problems else 1
 

@@ -106,7 +106,7 @@ def test_audit_breaks_on_a_late_payment_accepted_while_the_store_was_up(outage: 
     purchase.settled_at = purchase.started_at + 7
     report = Report("test", seed=0, duration_s=0, shoppers=1)
     if outage:
-        report.outages.append((purchase.started_at + 1, purchase.started_at + 3))
+        report.fault_log.append(("kill_9", purchase.started_at + 1, purchase.started_at + 3))
     check_purchase(report, purchase, (7, "pay-1", DISPATCHED, 0))
     assert report.ok == outage
     assert report.counts["late_accepted"] == 1
