@@ -234,6 +234,13 @@ class Shop:
             ) from None
         return self
 
+    def expect_operator_locked(self) -> None:
+        """Wait until both operator panels that poll (figures and workflows) have been told 401:
+        until then a request may still be in flight, and its 401 would land after a test stops
+        tolerating it."""
+        expect(self.by("figures-empty")).to_contain_text("operator token")
+        expect(self.by("workflows-empty")).to_contain_text("operator token")
+
     def enter_operator_token(self, token: str = OPERATOR_TOKEN) -> None:
         """Type the operator token into the panel's form and send it, as the operator does."""
         self.by("operator-token").fill(token)

@@ -333,7 +333,7 @@ def test_production_mode_hides_crash_and_asks_for_the_operator_token(production_
         shop.open()
         expect(shop.by("crash")).to_be_hidden()
         expect(shop.by("token-form")).to_be_visible()
-        expect(shop.by("workflows-empty")).to_contain_text("operator token")
+        shop.expect_operator_locked()
         shop.by("operator-restock").click()
         expect(shop.by("operator-message")).to_contain_text("needs the operator token")
 

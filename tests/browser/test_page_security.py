@@ -213,6 +213,7 @@ def test_production_payment_waits_for_the_provider_and_lists_own_orders(
     # The operator panel asks once for its figures and workflows, and is told 401.
     with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
+        shop.expect_operator_locked()
         expect(shop.by("token-form")).to_be_visible()
         expect(shop.by("recent-title")).to_have_text("Your recent orders")
         expect(shop.by("recent-empty")).to_have_text("No orders from this browser yet.")
@@ -239,7 +240,7 @@ def test_production_payment_waits_for_the_provider_and_lists_own_orders(
     # A reload keeps the shopper on the payment page, still without the sandbox's buttons.
     with shop.watch.tolerating(UNAUTHORIZED):
         shop.page.reload()
-        expect(shop.by("figures-empty")).to_contain_text("operator token")
+        shop.expect_operator_locked()
     expect(shop.by("view-pay")).to_be_visible()
     expect(shop.by("payment-id")).to_have_text(payment)
     expect(shop.by("pay-waiting")).to_be_visible()
@@ -274,7 +275,7 @@ def test_production_payment_waits_for_the_provider_and_lists_own_orders(
     with shop.watch.tolerating(UNAUTHORIZED):
         shop.page.goto(server.base_url + "/#/store")
         shop.page.reload()
-        expect(shop.by("figures-empty")).to_contain_text("operator token")
+        shop.expect_operator_locked()
     assert shop.watch.loads == loads + 1
     expect(listed).to_have_count(2)
     expect(listed.nth(1)).to_have_attribute("data-status", "DISPATCHED")
@@ -290,6 +291,7 @@ def test_production_order_that_times_out_unpaid_ends_the_wait(
     shop = shop_factory(server)
     with shop.watch.tolerating(UNAUTHORIZED):
         shop.open()
+        shop.expect_operator_locked()
         key, _ = buy(shop)
     expect(shop.by("pay-waiting")).to_be_visible()
     # Nobody pays: the checkout gives the widget back, and the page says how it ended.
