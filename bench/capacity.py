@@ -45,8 +45,8 @@ import time
 from functools import partial
 from typing import Any
 
+from widget_store.shop.workflows import checkout_workflow_id, dispatch_workflow_id
 from widget_store.testing import Database, StoreServer, wait_until
-from widget_store.workflows import checkout_workflow_id, dispatch_workflow_id
 
 from .cli import add_database_args, int_list, run_script
 from .lateness import (

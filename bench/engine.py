@@ -10,14 +10,14 @@ machine and database. Prints a table; asserts nothing.
     python -m bench.engine --mode ticks --counts 50,100,200,400   # bare dispatch workflows at once
     python -m bench.compare ...                           # this and load.py in one run, with ratios
 
-DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with
-the store's own DBOS configuration (widget_store.dbos_config.dbos_config: application version,
+DBOS runs in this process (launched inside asyncio.run's loop, as the store's server does) with the
+store's own DBOS configuration (widget_store.durable.dbos_config.dbos_config: application version,
 executor id, 8 executor threads on Postgres, 0.01 s SQLite notification polling, no pool pre-ping on
-Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a
-fresh Postgres database, and the store's garbage-collector settings (widget_store.server.heap),
-applied after launch as the store's server does.
+Postgres) on a fresh SQLite file (in WAL mode, as the store's migration leaves its files) or a fresh
+Postgres database, and the store's garbage-collector settings (widget_store.server.heap), applied
+after launch as the store's server does.
 
-The purchase workflow mirrors the store's checkout (widget_store/workflows.py): a place-order
+The purchase workflow mirrors the store's checkout (widget_store/shop/workflows.py): a place-order
 step (the store's order + reservation transaction), set_event(payment_id), recv(payment_status)
 with the same 10 s timeout as load.py, then a mark-paid step (returning paid_at) and a dispatch
 child workflow, or a release step; then set_event(outcome). The dispatch child makes ten ticks
@@ -53,9 +53,9 @@ from typing import Any, TypedDict
 from dbos import DBOS, SetWorkflowID
 
 from widget_store.config import Settings
-from widget_store.dbos_config import dbos_config
+from widget_store.durable.dbos_config import dbos_config
 from widget_store.server import heap
-from widget_store.tables import DISPATCH_STEPS
+from widget_store.shop.tables import DISPATCH_STEPS
 from widget_store.testing import Database
 
 from .cli import add_load_args, int_list

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from widget_store.config import Settings
-from widget_store.tables import metadata
+from widget_store.shop.tables import metadata
 
 
 def database_url() -> str:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from widget_store.payments import TOLERANCE_S
+from widget_store.shop.payments import TOLERANCE_S
 from widget_store.testing import StoreServer, signature, wait_until
 
 from .support import (

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from widget_store.config import Settings
-from widget_store.dbos_config import dbos_config
+from widget_store.durable.dbos_config import dbos_config
 
 
 @pytest.fixture(autouse=True)

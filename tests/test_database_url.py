@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from widget_store.config import Settings
-from widget_store.database_url import InvalidDatabaseUrl, PostgresUrl
+from widget_store.database.url import InvalidDatabaseUrl, PostgresUrl
 from widget_store.testing import Database, StoreServer, free_port
 
 from .support import FAST_TICK, new_key

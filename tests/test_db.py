@@ -1,6 +1,6 @@
 """The store's database handle when Postgres drops its connections, as a restart does to every
 pooled one: a step's transaction and a route's read run again on a new connection, the step
-once the database answers (widget_store/db.py)."""
+once the database answers (widget_store/database/handle.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from widget_store.config import Settings
-from widget_store.db import lost_connection, open_database
-from widget_store.reconnect import Reconnect
+from widget_store.database.handle import lost_connection, open_database
+from widget_store.database.reconnect import Reconnect
 from widget_store.testing import POSTGRES_URL_ENV, Database
 
 

@@ -1,4 +1,5 @@
-"""Pins the behaviour of the DBOS internals the store relies on (widget_store/dbos_internals.py).
+"""Pins the behaviour of the DBOS internals the store relies on
+(widget_store/durable/dbos_internals.py).
 
 A DBOS upgrade that changes one of them fails here. DBOS is a process-wide singleton, so the
 pinning that needs it launched runs in a fresh Python process of its own, on SQLite.
@@ -19,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 from dbos import _sys_db, _sys_db_postgres
 
-from widget_store import dbos_internals
-from widget_store.reconnect import Reconnect
+from widget_store.database.reconnect import Reconnect
+from widget_store.durable import dbos_internals
 from widget_store.testing import POSTGRES_URL_ENV, Database
 
 from .support import REPO_ROOT, run_pinned
@@ -31,7 +32,7 @@ def _pin(data_dir: str) -> None:
     import sqlalchemy as sa
     from dbos import DBOS
 
-    from widget_store import dbos_internals
+    from widget_store.durable import dbos_internals
 
     url = f"sqlite:///{data_dir}/dbos.sqlite"
     DBOS(config={"name": "pin", "system_database_url": url, "executor_id": "pin"})
@@ -163,8 +164,8 @@ def _pin_listener(url: str) -> None:
     from dbos import DBOS
     from dbos._dbos import _get_dbos_instance
 
-    from widget_store import dbos_internals
-    from widget_store.reconnect import Reconnect
+    from widget_store.database.reconnect import Reconnect
+    from widget_store.durable import dbos_internals
 
     waited_from: list[str] = []
 

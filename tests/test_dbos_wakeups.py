@@ -1,6 +1,6 @@
 """Pins the DBOS internals behind the wake-ups after a Postgres restart
-(widget_store/dbos_internals.py: `Wakeups`). A DBOS upgrade that changes them fails here. DBOS
-is a process-wide singleton, so the pinning runs in a fresh Python process of its own, on
+(widget_store/durable/dbos_internals.py: `Wakeups`). A DBOS upgrade that changes them fails
+here. DBOS is a process-wide singleton, so the pinning runs in a fresh Python process of its own, on
 SQLite, where only polling delivers messages and events: with its poll set to 30 s, a waiter is
 woken only by what the test does."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dbos
 
-from widget_store import dbos_internals
+from widget_store.durable import dbos_internals
 
 from .support import run_pinned
 
@@ -24,7 +24,7 @@ def _pin(data_dir: str) -> None:
 
     from dbos import DBOS
 
-    from widget_store import dbos_internals
+    from widget_store.durable import dbos_internals
 
     url = f"sqlite:///{data_dir}/dbos.sqlite"
     DBOS(

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from widget_store.shop.workflows import WORKFLOW_VERSION
 from widget_store.testing import StoreServer, wait_until
-from widget_store.workflows import WORKFLOW_VERSION
 
 from .support import DISPATCHED, MakeServer, new_key
 
@@ -31,7 +31,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 
-TARGET = "widget_store.workflows"
+TARGET = "widget_store.shop.workflows"
 ANCHOR = "    order_id, payment_id = await place_order(checkout_id, client)\\n"
 STEP = (
     "    if await DBOS.patch_async({PATCH!r}):\\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from widget_store.payments import SignatureError, sign, verify
+from widget_store.shop.payments import SignatureError, sign, verify
 from widget_store.testing import signature
 
 SECRET = "shh"

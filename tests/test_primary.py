@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from dbos._utils import retriable_postgres_exception
 
-from widget_store import primary
-from widget_store.database_url import PostgresUrl
+from widget_store.database import primary
+from widget_store.database.url import PostgresUrl
 from widget_store.testing import Database
 
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
-"""Waiting for a database that went away (widget_store/reconnect.py): one probe at a time for
-every waiter, and a wait that ends as soon as a probe finds the database."""
+"""Waiting for a database that went away (widget_store/database/reconnect.py): one probe at a
+time for every waiter, and a wait that ends as soon as a probe finds the database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from widget_store.reconnect import Reconnect
+from widget_store.database.reconnect import Reconnect
 from widget_store.testing import POSTGRES_URL_ENV, free_port
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from widget_store.stats import BUCKET_S, WINDOW_S, throughput
 from widget_store.testing import StoreServer
+from widget_store.web.stats import BUCKET_S, WINDOW_S, throughput
 
 from .support import new_key
 

@@ -7,9 +7,9 @@ import asyncio
 
 from sqlalchemy.exc import IntegrityError
 
-from widget_store import store
 from widget_store.config import Settings
-from widget_store.db import Database, open_database
+from widget_store.database.handle import Database, open_database
+from widget_store.shop import store
 from widget_store.testing import StoreServer
 
 from .support import new_key

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from widget_store.takeover import LOCK_NAMESPACE, lock_key
+from widget_store.durable.takeover import LOCK_NAMESPACE, lock_key
 from widget_store.testing import StoreServer, wait_until
 
 from .balancer import haproxy

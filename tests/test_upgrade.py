@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from widget_store.shop.workflows import WORKFLOW_VERSION
 from widget_store.testing import StoreServer, wait_until
-from widget_store.workflows import WORKFLOW_VERSION
 
 from .support import DISPATCHED, PAID, MakeServer, new_key, wait_status
 

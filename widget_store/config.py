@@ -12,7 +12,7 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .database_url import InvalidDatabaseUrl, PostgresUrl
+from .database.url import InvalidDatabaseUrl, PostgresUrl
 
 SECRET_FILE_NAME = "webhook_secret"
 SQLITE_PREFIX = "sqlite:///"
@@ -43,7 +43,7 @@ def release() -> str:
 
 
 def _workflow_version() -> str:
-    from .workflows import WORKFLOW_VERSION  # the workflows import the settings' module
+    from .shop.workflows import WORKFLOW_VERSION
 
     return WORKFLOW_VERSION
 

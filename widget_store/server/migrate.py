@@ -22,9 +22,9 @@ from tenacity import (
 )
 
 from ..config import Settings
-from ..database_url import PostgresUrl
+from ..database.url import PostgresUrl
 from ..paths import ALEMBIC_INI, MIGRATIONS_DIR
-from ..tables import RESTOCK_LEVEL, WIDGET_ID, products
+from ..shop.tables import RESTOCK_LEVEL, WIDGET_ID, products
 
 log = logging.getLogger(__name__)
 

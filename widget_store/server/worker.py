@@ -11,7 +11,7 @@ from types import FrameType
 import uvicorn
 
 from ..config import Settings
-from ..runtime import loopback_url
+from ..shop.runtime import loopback_url
 from ..web.app import create_app
 from . import heap, logs
 from .cli import describe_database, load_settings

@@ -19,13 +19,16 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from .. import dbos_internals, drain, primary, reconciler, runtime, shoppers, store
 from ..config import Settings
-from ..db import open_database
-from ..dbos_config import dbos_config
-from ..errors import StoreError
+from ..database import primary
+from ..database.handle import open_database
+from ..demo import shoppers
+from ..durable import dbos_internals, drain, reconciler
+from ..durable.dbos_config import dbos_config
+from ..durable.takeover import pending_of, start_liveness
 from ..paths import HTML_DIR
-from ..takeover import pending_of, start_liveness
+from ..shop import runtime, store
+from ..shop.errors import StoreError
 from . import first_paint
 from .body_limit import BodyLimit
 from .deps import ProcessInfo, errors

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
 
-from .. import shoppers
-from ..checkout import UnpaidCap
 from ..config import Settings
-from ..db import Database
-from ..errors import Unauthorized
-from ..takeover import Liveness
+from ..database.handle import Database
+from ..demo import shoppers
+from ..durable.takeover import Liveness
+from ..shop.checkout import UnpaidCap
+from ..shop.errors import Unauthorized
 
 IdempotencyKey = Annotated[
     str,

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import store
-from ..db import Database
+from ..database.handle import Database
 from ..paths import HTML_DIR
+from ..shop import store
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import reconciler, store
-from ..db import Database
-from ..tables import OrderStatus
+from ..database.handle import Database
+from ..durable import reconciler
+from ..shop import store
+from ..shop.tables import OrderStatus
 from .deps import ProcessInfo
 
 log = logging.getLogger("widget_store.requests")

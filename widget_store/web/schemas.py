@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from ..tables import OrderStatus, as_utc
+from ..shop.tables import OrderStatus, as_utc
 
 
 class ErrorOut(BaseModel):

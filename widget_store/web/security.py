@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import StoreError
+from ..shop.errors import StoreError
 
 
 def _policy(*directives: str) -> str:

@@ -10,7 +10,8 @@ import os
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ... import shoppers, store
+from ...demo import shoppers
+from ...shop import store
 from ..deps import Db, errors
 from ..schemas import LoadIn, LoadOut
 from ..security import SameOrigin

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ... import stats, store, takeover
-from ...errors import NotFound
-from .. import monitor
+from ...durable import takeover
+from ...shop import store
+from ...shop.errors import NotFound
+from .. import monitor, stats
 from ..deps import Db, Operator, errors, get_process, get_settings
 from ..metrics import Metrics
 from ..schemas import ExecutorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import PlainTextResponse
 
-from ... import checkout
-from ...errors import BadSignature
-from ...payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
+from ...shop import checkout
+from ...shop.errors import BadSignature
+from ...shop.payments import SIGNATURE_HEADER, PaymentStatus, SignatureError, verify
 from ..deps import Db, PaymentId, errors
 
 router = APIRouter()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter, Request, Response
 
-from ...errors import Unavailable
-from ...payments import SIGNATURE_HEADER, PaymentStatus, sign
-from ...runtime import loopback_url
+from ...shop.errors import Unavailable
+from ...shop.payments import SIGNATURE_HEADER, PaymentStatus, sign
+from ...shop.runtime import loopback_url
 from ..deps import PaymentId, errors
 from ..security import SameOrigin
 

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
-from ... import checkout, store
-from ...checkout import UnpaidCap
-from ...errors import InvalidInput, NotFound
-from ...tables import OrderStatus
-from ...workflows import checkout_workflow_id
+from ...shop import checkout, store
+from ...shop.checkout import UnpaidCap
+from ...shop.errors import InvalidInput, NotFound
+from ...shop.tables import OrderStatus
+from ...shop.workflows import checkout_workflow_id
 from ..deps import Db, IdempotencyKey, OrderId, checkout_client, errors, get_unpaid_cap
 from ..schemas import CheckoutOut, OrderOut, ProductOut
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from .db import Database
+from ..database.handle import Database
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import reconciler, store
-from .db import Database
-from .tables import OrderStatus, as_utc
+from ..database.handle import Database
+from ..durable import reconciler
+from ..shop import store
+from ..shop.tables import OrderStatus, as_utc
 
 WINDOW_S = 300
 BUCKET_S = 5

@@ -25,15 +25,10 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
-from . import store
-from .db import Database
-from .tables import OrderStatus, as_utc
-from .workflows import (
-    CHECKOUT,
-    DISPATCH,
-    dispatch_workflow,
-    dispatch_workflow_id,
-)
+from ..database.handle import Database
+from ..shop import store
+from ..shop.tables import OrderStatus, as_utc
+from ..shop.workflows import CHECKOUT, DISPATCH, dispatch_workflow, dispatch_workflow_id
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from typing import cast
 
 from dbos import DBOS, SetWorkflowID
 
-from . import drain, store
-from .db import Database
+from ..database.handle import Database
+from ..durable import drain
+from . import store
 from .errors import Conflict, NotFound, OutOfStock, TooManyUnpaid, Unavailable
 from .payments import PaymentStatus
 from .runtime import current

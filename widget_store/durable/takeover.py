@@ -40,8 +40,8 @@ from typing import Any
 
 import psycopg
 
+from ..database.url import PostgresUrl
 from . import dbos_internals
-from .database_url import PostgresUrl
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import signal
 
 from dbos import DBOS
 
-from .errors import Unavailable
-from .workflows import CHECKOUT, DISPATCH
+from ..shop.errors import Unavailable
+from ..shop.workflows import CHECKOUT, DISPATCH
 
 log = logging.getLogger(__name__)
 

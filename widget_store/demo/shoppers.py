@@ -19,9 +19,9 @@ from typing import Any, Literal
 import httpx
 from dbos import DBOS, SetWorkflowID
 
-from . import store
-from .db import Database
-from .runtime import current
+from ..database.handle import Database
+from ..shop import store
+from ..shop.runtime import current
 
 log = logging.getLogger(__name__)
 

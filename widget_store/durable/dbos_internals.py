@@ -43,7 +43,7 @@ from dbos._dbos import _get_dbos_instance
 from dbos._sys_db_postgres import PostgresSystemDatabase
 from dbos._utils import INTERNAL_QUEUE_NAME
 
-from .reconnect import Reconnect
+from ..database.reconnect import Reconnect
 
 __all__ = [
     "INTERNAL_QUEUE_NAME",

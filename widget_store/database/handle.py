@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from dbos import AsyncSQLAlchemyDatasource
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .config import Settings
+from ..config import Settings
 from .reconnect import Reconnect
 
 T = TypeVar("T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dbos import DBOSConfig
 
-from .config import Settings
-from .db import POOL_PRE_PING
+from ..config import Settings
+from ..database.handle import POOL_PRE_PING
 
 
 def dbos_config(settings: Settings) -> DBOSConfig:
