@@ -1,5 +1,6 @@
-"""The package's layers: the core (the modules at the top of widget_store/) imports neither the
-web layer nor the server, and the web layer never imports the server."""
+"""The package's rooms and the arrows between them: each room imports only the rooms below it
+(the shop knows nothing of what makes it survive, nor of the web), and no modules import each
+other in a circle."""
 
 from __future__ import annotations
 
@@ -35,25 +36,64 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-def layer(module: str) -> str:
+def room(module: str) -> str:
+    """The room a module lives in: its subpackage, or "base" for the modules at the top of the
+    package (settings, paths) and "outside" for everything not in it."""
     parts = module.split(".")
     if parts[0] != "widget_store":
         return "outside"
-    return parts[1] if len(parts) > 1 and parts[1] in ("web", "server") else "core"
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else "base"
 
 
-ALLOWED = {"core": {"core", "outside"}, "web": {"core", "web", "outside"}}
+# Each room and the rooms it may import, besides itself and what lies outside the package.
+# testing/ drives a real server from the outside, as a test does: it imports no room at all.
+MAY_IMPORT = {
+    "base": {"database"},
+    "database": {"base"},
+    "shop": {"base", "database"},
+    "durable": {"base", "database", "shop"},
+    "demo": {"base", "database", "shop"},
+    "web": {"base", "database", "shop", "durable", "demo"},
+    "server": {"base", "database", "shop", "durable", "demo", "web"},
+    "testing": set(),
+}
 
 
-def test_imports_run_from_server_to_web_to_core() -> None:
+def package_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_each_room_imports_only_the_rooms_below_it() -> None:
     wrong = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        name = module_name(path)
-        if name in ENTRY_POINTS or layer(name) == "server":
+    for name, path in package_modules().items():
+        if name in ENTRY_POINTS:
             continue
-        wrong += [
-            f"{name} imports {m}"
-            for m in sorted(imports(path))
-            if layer(m) not in ALLOWED[layer(name)]
-        ]
+        home = room(name)
+        allowed = MAY_IMPORT[home] | {home, "outside"}
+        wrong += [f"{name} imports {m}" for m in sorted(imports(path)) if room(m) not in allowed]
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    modules = package_modules()
+    # Every arrow to a module of the package (`from . import store` names the module).
+    arrows = {
+        name: {m for m in imports(path) if m in modules and m != name and m != "widget_store"}
+        for name, path in modules.items()
+    }
+    circles = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            circles.append(" -> ".join([*trail[trail.index(name) :], name]))
+            return
+        if name in done:
+            return
+        for target in sorted(arrows[name]):
+            visit(target, [*trail, name])
+        done.add(name)
+
+    for name in sorted(modules):
+        visit(name, [])
+    assert not circles, "\n".join(circles)

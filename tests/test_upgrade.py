@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from widget_store.shop.workflows import WORKFLOW_VERSION
+from widget_store.config import WORKFLOW_VERSION
 from widget_store.testing import StoreServer, wait_until
 
 from .support import DISPATCHED, PAID, MakeServer, new_key, wait_status

@@ -42,10 +42,13 @@ def release() -> str:
         return "0+unknown"
 
 
-def _workflow_version() -> str:
-    from .shop.workflows import WORKFLOW_VERSION
-
-    return WORKFLOW_VERSION
+# DBOS's application version: it names the workflows' compatibility, not the package release.
+# DBOS recovers and dequeues only the workflows recorded under its own version, so a release
+# that keeps every workflow's step sequence (shop/workflows.py) keeps this constant and resumes
+# the previous release's checkouts and dispatches at once. A change to a step sequence goes behind
+# `DBOS.patch_async` (recorded executions replay on the new code) and keeps it too; only a
+# change patching cannot express bumps it, with the old release draining (docs/upgrading.md).
+WORKFLOW_VERSION = "widget-store-workflows-1"
 
 
 class Settings(BaseSettings):
@@ -84,11 +87,11 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=100, ge=10)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
-    # DBOS's application version: the workflows' compatibility (workflows.WORKFLOW_VERSION),
+    # DBOS's application version: the workflows' compatibility (WORKFLOW_VERSION above),
     # not the package release, so a new release that keeps the workflows' step sequences
     # resumes the work the previous one left (DBOS's default, a hash of the code, changes with
     # any edit). docs/upgrading.md says when it changes.
-    app_version: str = Field(default_factory=lambda: _workflow_version())
+    app_version: str = WORKFLOW_VERSION
     # How often each serving process reconciles orders against their workflows: an order whose
     # workflow an operator cancelled, or that ended in ERROR, is released (or dispatched) within
     # about this long (reconciler.py).

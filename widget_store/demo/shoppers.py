@@ -18,10 +18,12 @@ from typing import Any, Literal
 
 import httpx
 from dbos import DBOS, SetWorkflowID
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..database.handle import Database
-from ..shop import store
 from ..shop.runtime import current
+from ..shop.tables import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,14 @@ async def register_queue() -> None:
 
 async def start_load(db: Database, **mix: int) -> dict[str, Any]:
     """Record the new load (a new generation, so earlier shoppers stop) and enqueue it."""
-    settings = await db.run(store.set_load_settings, running=True, **mix)
+    settings = await db.run(set_load_settings, running=True, **mix)
     for slot in range(settings["shoppers"]):
         await _enqueue(settings["generation"], slot, 0)
     return settings
 
 
 async def stop_load(db: Database) -> dict[str, Any]:
-    return await db.run(store.set_load_settings, running=False, shoppers=0)
+    return await db.run(set_load_settings, running=False, shoppers=0)
 
 
 async def _enqueue(generation: int, slot: int, round_: int) -> None:
@@ -84,7 +86,7 @@ async def _enqueue(generation: int, slot: int, round_: int) -> None:
 @DBOS.step(name="plan_purchase")
 async def plan_purchase(generation: int) -> Action | None:
     """What this shopper does next, or None if its load was stopped or replaced."""
-    settings = await current().db.read(store.get_load_settings)
+    settings = await current().db.read(get_load_settings)
     if not settings["running"] or settings["generation"] != generation:
         return None
     actions: list[Action] = ["pay", "decline", "abandon"]
@@ -143,3 +145,18 @@ async def shopper_workflow(generation: int, slot: int, round_: int) -> int:
         await DBOS.sleep_async(random.uniform(*THINK_S))
     await _enqueue(generation, slot, round_ + 1)
     return PURCHASES_PER_WORKFLOW
+
+
+async def get_load_settings(*, session: AsyncSession) -> dict[str, Any]:
+    row = (await session.execute(select(load_settings).where(load_settings.c.id == 1))).mappings()
+    return dict(row.one())
+
+
+async def set_load_settings(*, session: AsyncSession, **values: Any) -> dict[str, Any]:
+    """Change the built-in shoppers' settings; a new generation tells running ones to stop."""
+    await session.execute(
+        update(load_settings)
+        .where(load_settings.c.id == 1)
+        .values(generation=load_settings.c.generation + 1, **values)
+    )
+    return await get_load_settings(session=session)

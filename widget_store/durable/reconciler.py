@@ -6,9 +6,10 @@ its dispatch `dispatch:<order id>`. That happens when an operator cancels a work
 CLI or Conductor, or when one ends in ERROR. Each serving process looks every
 `reconcile_interval_s` and fixes what it finds, idempotently, so several may run at once:
 
-- a PENDING order whose checkout ended: released (store.release_order, only from PENDING, so the
-  widget comes back exactly once); the checkout, if an operator resumes it later, finds the
-  order released and ends as "released" (workflows.checkout_workflow);
+- a PENDING order whose checkout ended: released by the checkout's own compensation
+  (workflows.release_order, only from PENDING, so the widget comes back exactly once); the
+  checkout, if an operator resumes it later, finds the order released and ends as "released"
+  (workflows.checkout_workflow);
 - a PAID order without a dispatch: its dispatch is started, on the schedule of when it was paid;
   a cancelled dispatch is resumed (a paid order always ships; its ticks are idempotent).
 
@@ -24,11 +25,18 @@ from datetime import datetime
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..database.handle import Database
-from ..shop import store
-from ..shop.tables import OrderStatus, as_utc
-from ..shop.workflows import CHECKOUT, DISPATCH, dispatch_workflow, dispatch_workflow_id
+from ..shop.tables import OrderStatus, as_utc, orders
+from ..shop.workflows import (
+    CHECKOUT,
+    DISPATCH,
+    dispatch_workflow,
+    dispatch_workflow_id,
+    release_order,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +61,7 @@ async def find_stranded(db: Database) -> list[tuple[dict[str, Any], dict[str, st
     candidates; each is then confirmed on its own (its workflows, then the order again), so a
     workflow that settled its order between the two bulk reads is not counted.
     """
-    orders = await db.read(store.unsettled_orders)
+    orders = await db.read(unsettled_orders)
     if not orders:
         return []
     running = await DBOS.list_workflows_async(
@@ -71,7 +79,7 @@ async def find_stranded(db: Database) -> list[tuple[dict[str, Any], dict[str, st
         statuses: dict[str, str] = {w.workflow_id: str(w.status) for w in found}
         if any(status in LIVE for status in statuses.values()):
             continue
-        if await db.read(store.order_status, order_id=order["order_id"]) != order["order_status"]:
+        if await db.read(order_status, order_id=order["order_id"]) != order["order_status"]:
             continue
         stranded.append((order, statuses))
     return stranded
@@ -85,25 +93,17 @@ async def reconcile(db: Database) -> int:
     """Fix every stranded order found; how many were fixed."""
     fixed = 0
     for order, statuses in await find_stranded(db):
-        if await _fix(db, order, statuses):
+        if await _fix(order, statuses):
             fixed += 1
     return fixed
 
 
-async def _fix(db: Database, order: dict[str, Any], statuses: dict[str, str]) -> bool:
+async def _fix(order: dict[str, Any], statuses: dict[str, str]) -> bool:
     order_id = order["order_id"]
     checkout_status = statuses.get(order["checkout_id"], "missing")
     if order["order_status"] == OrderStatus.PENDING:
-        released = await asyncio.to_thread(db.transact, store.release_order, order_id=order_id)
-        if released:
-            log.warning(
-                "order %s released: its checkout %s ended without settling it (%s)",
-                order_id,
-                order["checkout_id"],
-                checkout_status,
-                extra={"order_id": order_id, "transition": "released"},
-            )
-        return released
+        why = f"its checkout {order['checkout_id']} ended without settling it ({checkout_status})"
+        return await release_order(order_id, why=why)
     dispatch_id = dispatch_workflow_id(order_id)
     dispatch_status = statuses.get(dispatch_id)
     if dispatch_status is None:
@@ -140,3 +140,23 @@ async def run(db: Database, interval_s: float) -> None:
             raise
         except Exception as exc:  # the database away, say: the next pass tries again
             log.warning("reconciling orders failed, retrying in %.1f s: %s", interval_s, exc)
+
+
+async def unsettled_orders(*, session: AsyncSession) -> list[dict[str, Any]]:
+    """Every order a workflow still has to move on: PENDING (its checkout) or PAID (its
+    dispatch), with the checkout that made it and when it last changed."""
+    rows = await session.execute(
+        select(
+            orders.c.order_id,
+            orders.c.checkout_id,
+            orders.c.order_status,
+            orders.c.last_update_time,
+        ).where(orders.c.order_status.in_((OrderStatus.PENDING, OrderStatus.PAID)))
+    )
+    return [dict(row) for row in rows.mappings()]
+
+
+async def order_status(*, session: AsyncSession, order_id: int) -> int | None:
+    return (
+        await session.execute(select(orders.c.order_status).where(orders.c.order_id == order_id))
+    ).scalar_one_or_none()

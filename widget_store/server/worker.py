@@ -11,8 +11,8 @@ from types import FrameType
 import uvicorn
 
 from ..config import Settings
-from ..shop.runtime import loopback_url
 from ..web.app import create_app
+from ..web.deps import loopback_url
 from . import heap, logs
 from .cli import describe_database, load_settings
 from .http_limits import http_protocol

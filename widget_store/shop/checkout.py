@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import cast
 
 from dbos import DBOS, SetWorkflowID
 
 from ..database.handle import Database
-from ..durable import drain
 from . import store
-from .errors import Conflict, NotFound, OutOfStock, TooManyUnpaid, Unavailable
+from .errors import Conflict, NotFound, OutOfStock, Unavailable
 from .payments import PaymentStatus
 from .runtime import current
-from .tables import OrderStatus, as_utc
 from .workflows import (
     OUTCOME,
     PAYMENT_ID,
@@ -28,6 +20,7 @@ from .workflows import (
     Settlement,
     checkout_workflow,
     checkout_workflow_id,
+    release_order,
 )
 
 # How long a request waits on a workflow before answering 503: the work goes on regardless,
@@ -40,70 +33,10 @@ FIRST_WAIT_S = 1.0
 ENDED_WITHOUT_SETTLING = frozenset({"CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
-@dataclass(frozen=True)
-class UnpaidCap:
-    """At most `per_client` unpaid checkouts per client (0: no cap); each holds its widget for
-    at most `payment_timeout_s`."""
-
-    per_client: int
-    payment_timeout_s: float
-
-
-async def start_checkout(
-    db: Database, idempotency_key: str, *, client: str | None, cap: UnpaidCap
-) -> str:
-    """Start (or rejoin) the checkout for this key and return its payment id.
-
-    `client` is the shopper's address (None: exempt from the cap). A new checkout from a
-    client already holding its cap of unpaid ones is refused before anything is reserved; a
-    key the client already holds is never refused.
-    """
+async def start_checkout(idempotency_key: str, client: str | None) -> str:
+    """Start the checkout for this key (or rejoin the one under way) and wait for its payment
+    id. `client` is the shopper's address, recorded on the order."""
     workflow_id = checkout_workflow_id(idempotency_key)
-    await drain.refuse_new_checkout(workflow_id)
-    if client is None or not cap.per_client:
-        return await _start(workflow_id, client)
-    # One new checkout per client at a time in this process, from the count to its order's
-    # commit, so concurrent requests cannot all pass the same count.
-    async with _one_at_a_time(client):
-        held, mine, oldest = await db.read(
-            store.unpaid_by_client, client=client, checkout_id=workflow_id
-        )
-        if held >= cap.per_client and not mine:
-            # Placed orders are counted above; a checkout of this key still starting is not.
-            if await DBOS.get_workflow_status_async(workflow_id) is None:
-                raise TooManyUnpaid(cap.per_client, _seconds_until_expiry(oldest, cap))
-        return await _start(workflow_id, client)
-
-
-def _seconds_until_expiry(placed_at: datetime | None, cap: UnpaidCap) -> int:
-    """Until the client's oldest unpaid checkout times out and frees a place (at least 1 s)."""
-    if placed_at is None:
-        return 1
-    left = cap.payment_timeout_s - (datetime.now(UTC) - as_utc(placed_at)).total_seconds()
-    return max(1, math.ceil(left))
-
-
-_client_locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-
-@asynccontextmanager
-async def _one_at_a_time(client: str) -> AsyncIterator[None]:
-    """A lock per client, dropped once nobody holds or waits for it (the map stays small)."""
-    lock, users = _client_locks.get(client, (asyncio.Lock(), 0))
-    _client_locks[client] = (lock, users + 1)
-    try:
-        async with lock:
-            yield
-    finally:
-        lock, users = _client_locks[client]
-        if users == 1:
-            del _client_locks[client]
-        else:
-            _client_locks[client] = (lock, users - 1)
-
-
-async def _start(workflow_id: str, client: str | None) -> str:
-    """Start the checkout workflow (or rejoin it) and wait for its payment id."""
     with SetWorkflowID(workflow_id):
         # An existing id is not started again: DBOS hands back the checkout already under way.
         await DBOS.start_workflow_async(checkout_workflow, client)
@@ -142,10 +75,10 @@ async def _refuse_if_ended(checkout_id: str, settlement: Settlement, what: str) 
     status = await DBOS.get_workflow_status_async(checkout_id)
     if status is None or status.status not in ENDED_WITHOUT_SETTLING:
         return
-    db = current().db
-    order = await db.read(store.get_checkout, checkout_id=checkout_id)
-    if order is not None and order["order_status"] == OrderStatus.PENDING:
-        await asyncio.to_thread(db.transact, store.release_order, order_id=order["order_id"])
+    order = await current().db.read(store.get_checkout, checkout_id=checkout_id)
+    if order is not None:
+        why = f"its checkout was stopped ({status.status}) before it settled"
+        await release_order(order["order_id"], why=why)
     raise Conflict(
         f"Checkout for {what} was stopped ({status.status}) before it settled; its order is "
         f"cancelled and its widget released, so {settlement!r} changes nothing"

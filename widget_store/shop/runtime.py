@@ -1,5 +1,4 @@
-"""What the workflows need from the running process, bound once at start, and the address a
-server calls itself at.
+"""What the workflows need from the running process, bound once at start.
 
 Workflow functions are registered with DBOS at import, but their database and settings exist
 only once the app starts; and DBOS may resume workflows the moment it launches, so this is
@@ -39,11 +38,3 @@ def current() -> Runtime:
     if _current is None:
         raise RuntimeError("runtime.bind() was not called before a workflow ran")
     return _current
-
-
-def loopback_url(host: str, port: int) -> str:
-    """An address of this server that the server itself can call (a wildcard bind means all):
-    the `base_url` above, and where the sandbox provider delivers its webhooks."""
-    if host in ("0.0.0.0", "", "::"):
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -15,9 +15,7 @@ from .tables import (
     RESTOCK_LEVEL,
     WIDGET_ID,
     OrderStatus,
-    load_settings,
     orders,
-    process_starts,
     products,
 )
 
@@ -194,119 +192,6 @@ async def list_orders(*, session: AsyncSession, limit: int) -> list[dict[str, An
     return [dict(row) for row in (await session.execute(query)).mappings()]
 
 
-async def count_orders_by_status(*, session: AsyncSession) -> dict[int, int]:
-    rows = await session.execute(
-        select(orders.c.order_status, func.count()).group_by(orders.c.order_status)
-    )
-    return {int(status): int(count) for status, count in rows}
-
-
-LIVE = (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.DISPATCHED)
-
-
-async def unsettled_orders(*, session: AsyncSession) -> list[dict[str, Any]]:
-    """Every order a workflow still has to move on: PENDING (its checkout) or PAID (its
-    dispatch), with the checkout that made it and when it last changed."""
-    rows = await session.execute(
-        select(
-            orders.c.order_id,
-            orders.c.checkout_id,
-            orders.c.order_status,
-            orders.c.last_update_time,
-        ).where(orders.c.order_status.in_((OrderStatus.PENDING, OrderStatus.PAID)))
-    )
-    return [dict(row) for row in rows.mappings()]
-
-
-async def order_status(*, session: AsyncSession, order_id: int) -> int | None:
-    return (
-        await session.execute(select(orders.c.order_status).where(orders.c.order_id == order_id))
-    ).scalar_one_or_none()
-
-
-async def stock_ledger(*, session: AsyncSession) -> dict[str, int]:
-    """The stock equation since the last restock, exact even with checkouts in flight at it.
-
-    restock level == inventory + live orders that reserved since the restock
-                     - widgets returned since the restock that were reserved before it
-
-    One statement, so it reads one snapshot: read in three, an order committing in between
-    would make the equation look off by one for an instant.
-    """
-    epoch = products.c.restock_epoch
-    live = (
-        select(func.count())
-        .where(orders.c.reserved_epoch == epoch, orders.c.order_status.in_(LIVE))
-        .scalar_subquery()
-    )
-    returned_from_before = (
-        select(func.count())
-        .where(orders.c.returned_epoch == epoch, orders.c.reserved_epoch < epoch)
-        .scalar_subquery()
-    )
-    row = (
-        await session.execute(
-            select(products.c.inventory, live, returned_from_before).where(
-                products.c.product_id == WIDGET_ID
-            )
-        )
-    ).one()
-    stock, live_orders, returned = (int(value) for value in row)
-    return {
-        "restock_level": RESTOCK_LEVEL,
-        "inventory": stock,
-        "live_orders": live_orders,
-        "returned_from_before": returned,
-        "unaccounted": RESTOCK_LEVEL - (stock + live_orders - returned),
-    }
-
-
-async def recent_purchase_times(*, session: AsyncSession, limit: int = 20_000) -> list[Any]:
-    """When the latest paid orders were placed, for the throughput chart."""
-    rows = await session.execute(
-        select(orders.c.created_at)
-        .where(orders.c.order_status.in_((OrderStatus.PAID, OrderStatus.DISPATCHED)))
-        .order_by(orders.c.order_id.desc())
-        .limit(limit)
-    )
-    return [row[0] for row in rows]
-
-
-async def record_process_start(
-    *, session: AsyncSession, executor_id: str, restart_count: int, recovered: int, at: Any
-) -> None:
-    await session.execute(
-        process_starts.insert().values(
-            executor_id=executor_id,
-            restart_count=restart_count,
-            workflows_recovered=recovered,
-            started_at=at,
-        )
-    )
-
-
-async def list_process_starts(*, session: AsyncSession, limit: int = 50) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        select(process_starts).order_by(process_starts.c.id.desc()).limit(limit)
-    )
-    return [dict(row) for row in rows.mappings()]
-
-
-async def get_load_settings(*, session: AsyncSession) -> dict[str, Any]:
-    row = (await session.execute(select(load_settings).where(load_settings.c.id == 1))).mappings()
-    return dict(row.one())
-
-
-async def set_load_settings(*, session: AsyncSession, **values: Any) -> dict[str, Any]:
-    """Change the built-in shoppers' settings; a new generation tells running ones to stop."""
-    await session.execute(
-        update(load_settings)
-        .where(load_settings.c.id == 1)
-        .values(generation=load_settings.c.generation + 1, **values)
-    )
-    return await get_load_settings(session=session)
-
-
 async def get_checkout(*, session: AsyncSession, checkout_id: str) -> dict[str, Any] | None:
     """A checkout's order, with its payment id if the widget was reserved."""
     row = (
@@ -325,18 +210,6 @@ async def get_checkout(*, session: AsyncSession, checkout_id: str) -> dict[str, 
         .first()
     )
     return dict(row) if row else None
-
-
-async def unpaid_by_client(
-    *, session: AsyncSession, client: str, checkout_id: str
-) -> tuple[int, bool, Any]:
-    """How many PENDING orders this client holds, whether one of them is this checkout's, and
-    when the oldest was placed (None when it holds none)."""
-    pending = (orders.c.client == client) & (orders.c.order_status == OrderStatus.PENDING)
-    held = select(func.count(), func.min(orders.c.created_at)).where(pending).subquery()
-    mine = select(orders.c.order_id).where(orders.c.checkout_id == checkout_id).exists()
-    count, oldest, placed = (await session.execute(select(held, mine))).one()
-    return int(count), bool(placed), oldest
 
 
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:

@@ -1,5 +1,6 @@
 """Durable orchestration: the checkout and dispatch workflows. Their bodies only sequence steps,
-events and compensation; the SQL they run lives in `store`."""
+events and compensation; the SQL they run lives in `store`. A change to a step sequence must
+keep recorded executions replaying: config.WORKFLOW_VERSION says how."""
 
 from __future__ import annotations
 
@@ -27,14 +28,6 @@ PAYMENT_STATUS = "payment_status"
 
 CHECKOUT = "checkout"
 DISPATCH = "dispatch"
-
-# DBOS's application version: it names the workflows' compatibility, not the package release.
-# DBOS recovers and dequeues only the workflows recorded under its own version, so a release
-# that keeps every workflow's step sequence keeps this constant and resumes the previous
-# release's checkouts and dispatches at once. A change to a step sequence goes behind
-# `DBOS.patch_async` (recorded executions replay on the new code) and keeps it too; only a
-# change patching cannot express bumps it, with the old release draining (docs/upgrading.md).
-WORKFLOW_VERSION = "widget-store-workflows-1"
 
 # "released": the order was released while its checkout was stopped (an operator cancelled it,
 # the reconciler put the widget back), and the checkout, resumed, found it no longer PENDING.
@@ -186,9 +179,23 @@ async def mark_paid(order_id: int) -> float | None:
     return await _step("mark_paid", store.mark_paid, order_id=order_id)
 
 
-async def release_order(order_id: int) -> bool:
-    """The order CANCELLED and its widget back, exactly once (store.release_order)."""
-    return await _step("release_order", store.release_order, order_id=order_id)
+async def release_order(order_id: int, *, why: str | None = None) -> bool:
+    """Compensation, the undo of place_order: the order CANCELLED and its widget back, exactly
+    once (store.release_order, only from PENDING), and whether this call did it.
+
+    The one path for it. The checkout workflow runs it as a durable step when it ends unpaid.
+    Outside any workflow, DBOS runs the same body as a plain call: the reconciler and a late
+    settlement run it for a checkout that stopped without settling, and log `why`.
+    """
+    released = await _step("release_order", store.release_order, order_id=order_id)
+    if released and why is not None:
+        log.warning(
+            "order %s released: %s",
+            order_id,
+            why,
+            extra={"order_id": order_id, "transition": "released"},
+        )
+    return released
 
 
 async def tick_dispatch(order_id: int, remaining: int) -> int:

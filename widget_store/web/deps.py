@@ -4,8 +4,6 @@ the caller, and the OpenAPI entries for error answers."""
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -13,9 +11,9 @@ from fastapi import Depends, Header, Path, Request
 from ..config import Settings
 from ..database.handle import Database
 from ..demo import shoppers
-from ..durable.takeover import Liveness
-from ..shop.checkout import UnpaidCap
+from ..durable.lifecycle import ProcessInfo
 from ..shop.errors import Unauthorized
+from .admission import UnpaidCap
 
 IdempotencyKey = Annotated[
     str,
@@ -45,17 +43,6 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"content": {"application/json": {"schema": ERROR_SCHEMA}}, "description": "Error"}
         for code in codes
     }
-
-
-@dataclass
-class ProcessInfo:
-    """Facts about the serving process that /health and /metrics report."""
-
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    # This executor id's workflows DBOS re-enqueued at this start; any live process may run them.
-    workflows_recovered: int = 0
-    # Postgres: this process's lock and its view of every executor (takeover.py).
-    liveness: Liveness | None = None
 
 
 def get_db(request: Request) -> Database:
@@ -105,3 +92,12 @@ def get_unpaid_cap(settings: Annotated[Settings, Depends(get_settings)]) -> Unpa
 Db = Annotated[Database, Depends(get_db)]
 # For a route's `dependencies=[...]`.
 Operator = Depends(require_operator)
+
+
+def loopback_url(host: str, port: int) -> str:
+    """An address of this server that the server itself can call (a wildcard bind means all):
+    the runtime's `base_url` (shop/runtime.py), and where the sandbox provider delivers its
+    webhooks."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -10,9 +10,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..database.handle import Database
 from ..durable import reconciler
+from ..durable.lifecycle import ProcessInfo
 from ..shop import store
 from ..shop.tables import OrderStatus
-from .deps import ProcessInfo
+from . import stats
 
 log = logging.getLogger("widget_store.requests")
 
@@ -59,7 +60,7 @@ class Metrics:
 
     async def render(self, db: Database, process: ProcessInfo, restart_count: int) -> bytes:
         """Read the store's state, then the exposition text."""
-        counts = await db.read(store.count_orders_by_status)
+        counts = await db.read(stats.count_orders_by_status)
         for status in OrderStatus:
             self.orders.labels(status=status.name).set(counts.get(status.value, 0))
         product = await db.read(store.get_product)

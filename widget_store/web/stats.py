@@ -7,10 +7,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from ..database.handle import Database
+from ..demo.shoppers import get_load_settings
 from ..durable import reconciler
-from ..shop import store
-from ..shop.tables import OrderStatus, as_utc
+from ..durable.lifecycle import list_process_starts
+from ..shop.tables import RESTOCK_LEVEL, WIDGET_ID, OrderStatus, as_utc, orders, products
 
 WINDOW_S = 300
 BUCKET_S = 5
@@ -35,10 +39,10 @@ def throughput(purchase_times: list[datetime], now: datetime) -> list[dict[str, 
 
 async def collect(db: Database) -> dict[str, Any]:
     now = datetime.now(UTC)
-    by_status = await db.read(store.count_orders_by_status)
-    ledger = await db.read(store.stock_ledger)
-    starts = await db.read(store.list_process_starts)
-    load = await db.read(store.get_load_settings)
+    by_status = await db.read(count_orders_by_status)
+    ledger = await db.read(stock_ledger)
+    starts = await db.read(list_process_starts)
+    load = await db.read(get_load_settings)
     return {
         "now": now.isoformat(),
         "orders": {status.name: by_status.get(status.value, 0) for status in OrderStatus},
@@ -48,7 +52,7 @@ async def collect(db: Database) -> dict[str, Any]:
         "oversold": max(0, -ledger["inventory"]),
         # Orders reserved or paid that no running or queued workflow will move on (reconciler.py).
         "stranded": await reconciler.count_stranded(db),
-        "throughput": throughput(await db.read(store.recent_purchase_times), now),
+        "throughput": throughput(await db.read(recent_purchase_times), now),
         "process_starts": [
             {
                 "at": as_utc(row["started_at"]).isoformat(),
@@ -60,3 +64,61 @@ async def collect(db: Database) -> dict[str, Any]:
         ],
         "load": load,
     }
+
+
+async def count_orders_by_status(*, session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(
+        select(orders.c.order_status, func.count()).group_by(orders.c.order_status)
+    )
+    return {int(status): int(count) for status, count in rows}
+
+
+LIVE = (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.DISPATCHED)
+
+
+async def stock_ledger(*, session: AsyncSession) -> dict[str, int]:
+    """The stock equation since the last restock, exact even with checkouts in flight at it.
+
+    restock level == inventory + live orders that reserved since the restock
+                     - widgets returned since the restock that were reserved before it
+
+    One statement, so it reads one snapshot: read in three, an order committing in between
+    would make the equation look off by one for an instant.
+    """
+    epoch = products.c.restock_epoch
+    live = (
+        select(func.count())
+        .where(orders.c.reserved_epoch == epoch, orders.c.order_status.in_(LIVE))
+        .scalar_subquery()
+    )
+    returned_from_before = (
+        select(func.count())
+        .where(orders.c.returned_epoch == epoch, orders.c.reserved_epoch < epoch)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(products.c.inventory, live, returned_from_before).where(
+                products.c.product_id == WIDGET_ID
+            )
+        )
+    ).one()
+    stock, live_orders, returned = (int(value) for value in row)
+    return {
+        "restock_level": RESTOCK_LEVEL,
+        "inventory": stock,
+        "live_orders": live_orders,
+        "returned_from_before": returned,
+        "unaccounted": RESTOCK_LEVEL - (stock + live_orders - returned),
+    }
+
+
+async def recent_purchase_times(*, session: AsyncSession, limit: int = 20_000) -> list[Any]:
+    """When the latest paid orders were placed, for the throughput chart."""
+    rows = await session.execute(
+        select(orders.c.created_at)
+        .where(orders.c.order_status.in_((OrderStatus.PAID, OrderStatus.DISPATCHED)))
+        .order_by(orders.c.order_id.desc())
+        .limit(limit)
+    )
+    return [row[0] for row in rows]

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...demo import shoppers
-from ...shop import store
 from ..deps import Db, errors
 from ..schemas import LoadIn, LoadOut
 from ..security import SameOrigin
@@ -56,7 +55,7 @@ async def crash_application(request: Request) -> JSONResponse:
 @router.get("/load")
 async def read_load(db: Db) -> LoadOut:
     """The built-in shoppers' settings."""
-    return LoadOut.model_validate(await db.read(store.get_load_settings))
+    return LoadOut.model_validate(await db.read(shoppers.get_load_settings))
 
 
 @router.post("/load", dependencies=[SameOrigin], responses=errors(400, 403))

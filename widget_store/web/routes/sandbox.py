@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from ...shop.errors import Unavailable
 from ...shop.payments import SIGNATURE_HEADER, PaymentStatus, sign
-from ...shop.runtime import loopback_url
-from ..deps import PaymentId, errors
+from ..deps import PaymentId, errors, loopback_url
 from ..security import SameOrigin
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox payment provider"])

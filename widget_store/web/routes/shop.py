@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from ...shop import checkout, store
-from ...shop.checkout import UnpaidCap
 from ...shop.errors import InvalidInput, NotFound
 from ...shop.tables import OrderStatus
 from ...shop.workflows import checkout_workflow_id
+from .. import admission
+from ..admission import UnpaidCap
 from ..deps import Db, IdempotencyKey, OrderId, checkout_client, errors, get_unpaid_cap
 from ..schemas import CheckoutOut, OrderOut, ProductOut
 
@@ -40,7 +41,7 @@ async def create_checkout(
     cap: Annotated[UnpaidCap, Depends(get_unpaid_cap)],
 ) -> str:
     """Start the checkout for this key (or rejoin it) and answer its payment id."""
-    return await checkout.start_checkout(db, idempotency_key, client=client, cap=cap)
+    return await admission.start_checkout(db, idempotency_key, client=client, cap=cap)
 
 
 @router.get("/checkout/{idempotency_key}", responses=errors(404))
