@@ -7,8 +7,8 @@ from typing import cast
 from dbos import DBOS, SetWorkflowID
 
 from ..database.handle import Database
-from . import store
-from .errors import Conflict, NotFound, OutOfStock, Unavailable
+from . import refunds, store
+from .errors import CheckoutEnded, NotFound, OutOfStock, Unavailable
 from .payments import PaymentStatus
 from .runtime import current
 from .workflows import (
@@ -52,11 +52,31 @@ async def start_checkout(idempotency_key: str, client: str | None) -> str:
 
 
 async def deliver_payment(db: Database, payment_id: str, status: PaymentStatus) -> int:
-    """Hand a verified payment status to its checkout and return the order id."""
+    """Hand a verified payment status to its checkout and return the order id.
+
+    A `paid` for a checkout that had already ended is money the provider captured and no order
+    took: it is recorded as a refund due, then answered with the Conflict. Recorded before the
+    answer, and idempotent (refunds.record_refund_due), so a crash in between loses nothing:
+    the provider, given no 2xx, delivers it again, and the repeat records nothing twice.
+    """
     checkout_id = await db.read(store.find_checkout, payment_id=payment_id)
     if checkout_id is None:
         raise NotFound(f"Unknown payment id {payment_id!r}")
-    return await _settle(checkout_id, status, f"payment {payment_id!r}")
+    try:
+        return await _settle(checkout_id, status, f"payment {payment_id!r}")
+    except CheckoutEnded as ended:
+        if status != "paid":
+            raise
+        refund = await db.run(
+            refunds.record_refund_due, payment_id=payment_id, reason=ended.ended_as
+        )
+        if refund is None:  # its order took the money after all (paid, then stopped)
+            raise
+        raise CheckoutEnded(
+            f"{ended.detail}. The payment is recorded as a refund due "
+            f"({refund['status']}, reason {refund['reason']!r})",
+            ended.ended_as,
+        ) from None
 
 
 async def cancel_checkout(idempotency_key: str) -> int:
@@ -79,9 +99,10 @@ async def _refuse_if_ended(checkout_id: str, settlement: Settlement, what: str) 
     if order is not None:
         why = f"its checkout was stopped ({status.status}) before it settled"
         await release_order(order["order_id"], why=why)
-    raise Conflict(
+    raise CheckoutEnded(
         f"Checkout for {what} was stopped ({status.status}) before it settled; its order is "
-        f"cancelled and its widget released, so {settlement!r} changes nothing"
+        f"cancelled and its widget released, so {settlement!r} changes nothing",
+        "stopped",
     )
 
 
@@ -112,8 +133,9 @@ async def _settle(checkout_id: str, settlement: Settlement, what: str) -> int:
     if outcome is None:
         raise Unavailable("Received; the checkout is still settling it, retry shortly")
     if outcome["result"] != settlement:
-        raise Conflict(
+        raise CheckoutEnded(
             f"Checkout for {what} already ended as {outcome['result']!r}; "
-            f"{settlement!r} changes nothing"
+            f"{settlement!r} changes nothing",
+            outcome["result"],
         )
     return outcome["order_id"]

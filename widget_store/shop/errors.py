@@ -40,6 +40,15 @@ class Conflict(StoreError):
     status_code = 409
 
 
+class CheckoutEnded(Conflict):
+    """A settlement for a checkout that had already ended; `ended_as` is how it ended (its
+    outcome, or "stopped" for one an operator cancelled or that ended in ERROR)."""
+
+    def __init__(self, detail: str, ended_as: str) -> None:
+        super().__init__(detail)
+        self.ended_as = ended_as
+
+
 class TooManyUnpaid(StoreError):
     """The client already holds its cap of unpaid checkouts; retry once one of them ends."""
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -40,6 +41,13 @@ class OrderStatus(IntEnum):
     PENDING = 0
     DISPATCHED = 1
     PAID = 2
+
+
+class RefundStatus(StrEnum):
+    """A refund due: money received for a checkout that had already ended, to be paid back."""
+
+    DUE = "due"
+    REFUNDED = "refunded"
 
 
 products = Table(
@@ -92,6 +100,41 @@ orders = Table(
     # such as the built-in shoppers, or placed before the cap existed).
     Column("client", String(64), nullable=True),
     Index("orders_client_status", "client", "order_status"),
+)
+
+# Money received for a checkout that had already ended (a `paid` webhook after it expired, was
+# cancelled, declined or stopped): the provider captured it, the order never took it, so it is
+# owed back. One row per payment id, kept after it is refunded; a refund is carried out by an
+# operator (POST /refunds/{payment_id}/refunded) or, for a provider that can refund, by a
+# durable step that marks it refunded the same way (shop/refunds.py).
+refunds = Table(
+    "refunds",
+    metadata,
+    # The store's payment id: the same delivery again finds its row and records nothing twice.
+    Column("payment_id", String(64), primary_key=True),
+    Column("order_id", Integer, ForeignKey("orders.order_id"), nullable=False),
+    # The order's price when the money came in.
+    Column("amount", Numeric(10, 2), nullable=False),
+    # How the checkout had ended: expired, cancelled, failed, released, stopped, out_of_stock.
+    Column("reason", String(32), nullable=False),
+    # Which provider took the money ("webhook": the seed's signed webhook), and its own id for
+    # the payment, where it has one that differs from the store's (what a refund call needs).
+    Column("provider", String(32), nullable=False, server_default="webhook"),
+    Column("provider_payment_id", String(255), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "status",
+        String(16),
+        CheckConstraint("status IN ('due', 'refunded')", name="refund_status_known"),
+        nullable=False,
+        server_default=RefundStatus.DUE.value,
+    ),
+    # Who refunded it ("operator", or the provider's step), when, and the provider's reference
+    # for the refund if given.
+    Column("refunded_at", DateTime(timezone=True), nullable=True),
+    Column("refunded_by", String(64), nullable=True),
+    Column("refund_reference", String(255), nullable=True),
+    Index("refunds_status", "status"),
 )
 
 process_starts = Table(

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..database.handle import Database
 from ..durable import reconciler
 from ..durable.lifecycle import ProcessInfo
-from ..shop import store
+from ..shop import refunds, store
 from ..shop.tables import OrderStatus
 from . import stats
 
@@ -47,6 +47,16 @@ class Metrics:
             "Orders reserved or paid that no running or queued workflow will move on",
             registry=self.registry,
         )
+        self.refunds_due = Gauge(
+            "widget_store_refunds_due",
+            "Payments received for checkouts that had already ended, not yet refunded",
+            registry=self.registry,
+        )
+        self.refunds_due_amount = Gauge(
+            "widget_store_refunds_due_amount",
+            "The sum of the refunds due, in the price's currency",
+            registry=self.registry,
+        )
         self.restarts = Gauge(
             "widget_store_process_restarts",
             "Times the supervisor restarted the serving process",
@@ -66,6 +76,9 @@ class Metrics:
         product = await db.read(store.get_product)
         self.inventory.set(product["inventory"] if product else 0)
         self.stranded.set(await reconciler.count_stranded(db))
+        due = await db.read(refunds.refunds_due)
+        self.refunds_due.set(due["count"])
+        self.refunds_due_amount.set(float(due["amount"]))
         self.restarts.set(restart_count)
         self.recovered.set(process.workflows_recovered)
         return generate_latest(self.registry)

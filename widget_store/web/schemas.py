@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field
 
-from ..shop.tables import OrderStatus, as_utc
+from ..shop.tables import OrderStatus, RefundStatus, as_utc
 
 
 class ErrorOut(BaseModel):
@@ -126,3 +126,38 @@ class LoadOut(BaseModel):
     pay_weight: int
     decline_weight: int
     abandon_weight: int
+
+
+class RefundOut(BaseModel):
+    """Money received for a checkout that had already ended: due until it is refunded."""
+
+    payment_id: str
+    order_id: int
+    amount: float = Field(description="The order's price, as received")
+    reason: str = Field(
+        description="How the checkout had ended: expired, cancelled, failed, released, stopped "
+        "or out_of_stock"
+    )
+    provider: str = Field(description="Who took the money: webhook (the signed webhook)")
+    provider_payment_id: str | None = Field(
+        default=None, description="The provider's own id for the payment, where it has one"
+    )
+    received_at: UtcDatetime
+    status: RefundStatus = Field(description="due, or refunded")
+    refunded_at: UtcDatetime | None = None
+    refunded_by: str | None = Field(default=None, description="operator, or the provider")
+    refund_reference: str | None = Field(
+        default=None, description="The provider's id for the refund, or the operator's note"
+    )
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description="The provider's id for the refund (or a note), kept with it",
+    )

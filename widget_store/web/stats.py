@@ -1,5 +1,5 @@
-"""The cockpit's live figures: throughput, orders by state, restarts, the stock ledger, and the
-orders no workflow will move on (stranded)."""
+"""The cockpit's live figures: throughput, orders by state, restarts, the stock ledger, the
+orders no workflow will move on (stranded), and the refunds due."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..database.handle import Database
 from ..demo.shoppers import get_load_settings
 from ..durable import reconciler
 from ..durable.lifecycle import list_process_starts
+from ..shop import refunds
 from ..shop.tables import RESTOCK_LEVEL, WIDGET_ID, OrderStatus, as_utc, orders, products
 
 WINDOW_S = 300
@@ -43,6 +44,7 @@ async def collect(db: Database) -> dict[str, Any]:
     ledger = await db.read(stock_ledger)
     starts = await db.read(list_process_starts)
     load = await db.read(get_load_settings)
+    due = await db.read(refunds.refunds_due)
     return {
         "now": now.isoformat(),
         "orders": {status.name: by_status.get(status.value, 0) for status in OrderStatus},
@@ -52,6 +54,9 @@ async def collect(db: Database) -> dict[str, Any]:
         "oversold": max(0, -ledger["inventory"]),
         # Orders reserved or paid that no running or queued workflow will move on (reconciler.py).
         "stranded": await reconciler.count_stranded(db),
+        # Money received for checkouts that had already ended, not yet refunded (shop/refunds.py).
+        "refunds_due": due["count"],
+        "refunds_due_amount": float(due["amount"]),
         "throughput": throughput(await db.read(recent_purchase_times), now),
         "process_starts": [
             {

@@ -1,6 +1,6 @@
 """The operator's routes: every order, restocking, the process's health, metrics, the cockpit's
-figures, and DBOS's workflows and steps. Open in demo mode; in production, all but /health need
-the operator's token (deps.require_operator)."""
+figures, refunds due, and DBOS's workflows and steps. Open in demo mode; in production, all but
+/health need the operator's token (deps.require_operator)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,22 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ...durable import takeover
-from ...shop import store
+from ...shop import refunds, store
 from ...shop.errors import NotFound
+from ...shop.tables import RefundStatus
 from .. import monitor, stats
-from ..deps import Db, Operator, errors, get_process, get_settings
+from ..deps import Db, Operator, PaymentId, errors, get_process, get_settings
 from ..metrics import Metrics
-from ..schemas import ExecutorOut, HealthOut, OrderOut, ProductOut, StepOut, WorkflowOut
+from ..schemas import (
+    ExecutorOut,
+    HealthOut,
+    OrderOut,
+    ProductOut,
+    RefundIn,
+    RefundOut,
+    StepOut,
+    WorkflowOut,
+)
 from ..security import SameOrigin
 from .shop import read_product
 
@@ -38,6 +48,33 @@ async def restock(db: Db) -> ProductOut:
     """Set the widget's inventory to 100."""
     await db.run(store.restock)
     return await read_product(db)
+
+
+@router.get("/refunds", dependencies=[Operator], responses=errors(401))
+async def read_refunds(
+    db: Db,
+    status: RefundStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[RefundOut]:
+    """Payments received for checkouts that had already ended, newest first: `due` until an
+    operator (or the provider) refunds them, then `refunded`, kept either way."""
+    rows = await db.read(refunds.list_refunds, status=status, limit=limit)
+    return [RefundOut.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/refunds/{payment_id}/refunded",
+    dependencies=[SameOrigin, Operator],
+    responses=errors(401, 403, 404),
+)
+async def mark_refunded(payment_id: PaymentId, db: Db, body: RefundIn | None = None) -> RefundOut:
+    """Mark a refund due as refunded, once the money is back with the shopper (refunded at the
+    provider). Idempotent: a refund already marked is answered as it stands."""
+    reference = body.reference if body else None
+    row = await db.run(refunds.mark_refunded, payment_id=payment_id, reference=reference)
+    if row is None:
+        raise NotFound(f"No refund for payment id {payment_id!r}")
+    return RefundOut.model_validate(row)
 
 
 @router.get("/health")
