@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..database.handle import Database
@@ -17,6 +19,9 @@ from . import stats
 
 log = logging.getLogger("widget_store.requests")
 
+# How long a scrape waits for the database before answering without it: well inside
+# Prometheus's default scrape timeout of 10 s.
+DATABASE_WAIT_S = 5.0
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -67,9 +72,39 @@ class Metrics:
             "Workflows this serving process recovered at start",
             registry=self.registry,
         )
+        self.takeovers = Gauge(
+            "widget_store_workflow_takeovers",
+            "Lost executors whose workflows this serving process took over since it started",
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "widget_store_database_up",
+            "1 when this scrape could read the store's state from the database, else 0",
+            registry=self.registry,
+        )
 
     async def render(self, db: Database, process: ProcessInfo, restart_count: int) -> bytes:
-        """Read the store's state, then the exposition text."""
+        """Read the store's state, then the exposition text.
+
+        A database out of reach still gets an answer, within DATABASE_WAIT_S: the figures it
+        could not read keep their last values, and `widget_store_database_up` says 0, which an
+        alert can tell from a store that is down (deploy/prometheus/alerts.yml).
+        """
+        try:
+            async with asyncio.timeout(DATABASE_WAIT_S):
+                await self._read_state(db)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            log.warning("metrics: the database could not be read: %s", exc)
+            self.database_up.set(0)
+        else:
+            self.database_up.set(1)
+        self.restarts.set(restart_count)
+        self.recovered.set(process.workflows_recovered)
+        liveness = process.liveness
+        self.takeovers.set(len(liveness.taken_over) if liveness is not None else 0)
+        return generate_latest(self.registry)
+
+    async def _read_state(self, db: Database) -> None:
         counts = await db.read(stats.count_orders_by_status)
         for status in OrderStatus:
             self.orders.labels(status=status.name).set(counts.get(status.value, 0))
@@ -79,9 +114,6 @@ class Metrics:
         due = await db.read(refunds.refunds_due)
         self.refunds_due.set(due["count"])
         self.refunds_due_amount.set(float(due["amount"]))
-        self.restarts.set(restart_count)
-        self.recovered.set(process.workflows_recovered)
-        return generate_latest(self.registry)
 
 
 class RequestMetrics:
