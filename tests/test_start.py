@@ -84,6 +84,60 @@ def test_a_busy_port_is_said_before_any_migration(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # nothing migrated, not even the folder made
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--workers", "-3"], "argument --workers: must be at least 1, not -3"),
+        (["--workers", "0"], "argument --workers: must be at least 1, not 0"),
+        (["--workers", "65"], "argument --workers: must be at most 64, not 65"),
+        (["--port", "99999"], "argument --port: must be a port number from 0 to 65535, not 99999"),
+        (["--port", "-1"], "argument --port: must be a port number from 0 to 65535, not -1"),
+        (["--port", "http"], "argument --port: 'http' is not a whole number"),
+    ],
+)
+def test_a_wrong_option_is_one_line_and_nothing_starts(
+    option: list[str], said: str, tmp_path: Path
+) -> None:
+    # A free port first: were the option taken, the store would serve there, not on 8000.
+    args = ["serve", "--port", str(free_port()), *option]
+    done = run_cli(*args, env={"WIDGET_STORE_DATA_DIR": str(tmp_path / "data")})
+    assert done.returncode == REFUSED
+    assert done.stdout == ""
+    assert done.stderr == f"widget-store serve: error: {said} (see widget-store serve --help)\n"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_a_data_folder_that_cannot_be_one_is_named_in_one_line(
+    command: str, tmp_path: Path
+) -> None:
+    """A file where the folder should be, or on its path (tests run as root, for whom no
+    folder is read-only: a file on the path is the error root meets too)."""
+    file = tmp_path / "not-a-folder"
+    file.write_text("")
+    args = ["serve", "--port", str(free_port())] if command == "serve" else ["migrate"]
+    for folder in (file, file / "data"):
+        done = run_cli(*args, env={"WIDGET_STORE_DATA_DIR": str(folder)})
+        assert done.returncode == REFUSED, done.stderr
+        assert done.stderr == (
+            f"widget-store: WIDGET_STORE_DATA_DIR: {file} is a file, not a folder; set it to a "
+            "folder the store may create and write in\n"
+        )
+    assert file.read_text() == ""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in any folder")
+def test_a_data_folder_the_store_cannot_write_in_is_named_in_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir(mode=0o500)
+    done = run_cli("migrate", env={"WIDGET_STORE_DATA_DIR": str(folder)})
+    assert done.returncode == REFUSED
+    assert done.stderr == (
+        f"widget-store: WIDGET_STORE_DATA_DIR: cannot write in {folder} (permission denied); "
+        "set it to a folder the store may create and write in\n"
+    )
+
+
 @pytest.mark.slow  # waits the 15 s a start gives a Postgres that is still starting
 def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path) -> None:
     port = free_port()

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from pydantic import AliasChoices, ValidationError
@@ -24,6 +27,9 @@ log = logging.getLogger("widget_store")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+MAX_PORT = 65535
+# As Settings.workers allows.
+MAX_WORKERS = 64
 EXIT_REFUSED = 2
 SETTINGS_POINTER = "see the Configuration table in README.md"
 
@@ -83,6 +89,40 @@ def load_settings() -> Settings:
         refuse(f"{'; '.join(problems)} ({SETTINGS_POINTER})")
 
 
+def _data_folder_problem(folder: Path) -> str | None:
+    """Why the data folder cannot be used (None when it can): made if missing, 0700 like
+    the rest of it (migrate.py), then a file written and removed in it."""
+    for path in (folder, *folder.parents):
+        # os.path's, which say False for a path it may not look at (mkdir then says why).
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                return f"{path} is a file, not a folder"
+            break
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create {folder} ({(exc.strerror or str(exc)).lower()})"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write in {folder} ({(exc.strerror or str(exc)).lower()})"
+    return None
+
+
+def _check_data_folder(settings: Settings) -> None:
+    """The data folder holds the SQLite files, and on Postgres the webhook secret the store
+    makes when none is set: stop with one line if it cannot be used."""
+    if not settings.uses_sqlite and settings.webhook_secret:
+        return
+    problem = _data_folder_problem(settings.data_dir)
+    if problem is not None:
+        refuse(
+            f"WIDGET_STORE_DATA_DIR: {problem}; set it to a folder the store may create and "
+            "write in"
+        )
+
+
 def describe_database(settings: Settings) -> str:
     """The database in use, for people: the SQLite folder, or Postgres without the password."""
     return settings.describe_database()
@@ -136,8 +176,34 @@ def _database_probe(settings: Settings) -> Callable[[], bool] | None:
     return None if target is None else functools.partial(database_answers, target)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)  # noqa: T201
+        sys.exit(EXIT_REFUSED)
+
+
+def _number(low: int, high: int, what: str | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`; `what` says the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if low <= value <= high:
+            return value
+        if what is not None:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {value}")
+        bound = f"at least {low}" if value < low else f"at most {high}"
+        raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="widget-store",
         description=DESCRIPTION,
         epilog=SETTINGS_EPILOG,
@@ -157,16 +223,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port",
-        type=int,
+        type=_number(0, MAX_PORT, f"a port number from 0 to {MAX_PORT}"),
         default=DEFAULT_PORT,
-        help=f"port to listen on (default: {DEFAULT_PORT})",
+        help=f"port to listen on (default: {DEFAULT_PORT}), 0 for any free one",
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_number(1, MAX_WORKERS),
         default=None,
-        help="serving processes, each with an executor id of its own (default: "
-        "WIDGET_STORE_WORKERS, else the core count on Postgres; 1 on SQLite)",
+        help=f"serving processes, 1 to {MAX_WORKERS}, each with an executor id of its own "
+        "(default: WIDGET_STORE_WORKERS, else the core count on Postgres; 1 on SQLite)",
     )
     commands.add_parser(
         "migrate",
@@ -201,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     if args.command == "migrate":
+        _check_data_folder(settings)
         _migrate(settings)
         log.info("database is up to date: %s", describe_database(settings))
         return
@@ -211,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if workers > 1 and settings.uses_sqlite:
         refuse(f"--workers {workers} needs Postgres (DBOS_DATABASE_URL): SQLite is one process")
     sock = _bind(host, port)
+    _check_data_folder(settings)
 
     from .supervisor import supervise
 
