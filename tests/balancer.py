@@ -26,7 +26,7 @@ def haproxy_binary() -> str:
 
 
 @contextmanager
-def haproxy(nodes: list[str], log_dir: Path) -> Iterator[str]:
+def haproxy(nodes: list[str], log_dir: Path, config: Path = CONFIG) -> Iterator[str]:
     """haproxy in front of three `host:port` nodes; yields its base URL."""
-    with balancer.haproxy(nodes, log_dir, haproxy_binary()) as url:
+    with balancer.haproxy(nodes, log_dir, haproxy_binary(), config) as url:
         yield url

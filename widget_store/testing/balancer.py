@@ -36,15 +36,18 @@ def environment(nodes: list[str], port: int) -> dict[str, str]:
 
 
 @contextmanager
-def haproxy(nodes: list[str], log_dir: Path, binary: str | None = None) -> Iterator[str]:
-    """haproxy in front of three `host:port` nodes; yields its base URL."""
+def haproxy(
+    nodes: list[str], log_dir: Path, binary: str | None = None, config: Path = CONFIG
+) -> Iterator[str]:
+    """haproxy in front of three `host:port` nodes; yields its base URL. `config`: the shipped
+    deploy/haproxy.cfg, or a variant of it a test wrote."""
     binary = binary or find_haproxy()
     if binary is None:
         raise FileNotFoundError("haproxy is not installed (apt-get install haproxy)")
     port = free_port()
     log = (log_dir / "haproxy.log").open("ab")
     proc = subprocess.Popen(
-        [binary, "-db", "-f", str(CONFIG)],
+        [binary, "-db", "-f", str(config)],
         env=environment(nodes, port),
         stdout=log,
         stderr=subprocess.STDOUT,
