@@ -382,9 +382,11 @@ def test_production_hides_the_shoppers_and_figures_need_the_token(production_sho
     expect(shop.by("oversold")).to_have_text("0")
     expect(shop.by("fig-pending")).to_have_text("0")
     expect(shop.by("fig-restarts")).to_have_text("0")
+    expect(shop.by("refunds-due")).to_have_text("0")
+    expect(shop.by("refunds-due-row")).to_have_attribute("data-ok", "true")
 
     # The figures follow the store live.
-    buy(shop)
+    key, payment_id = buy(shop)
     expect(shop.by("fig-pending")).to_have_text("1")
     expect(shop.by("ledger-live")).to_have_text("1")
     expect(shop.by("ledger-inventory")).to_have_text("99")
@@ -392,4 +394,15 @@ def test_production_hides_the_shoppers_and_figures_need_the_token(production_sho
     expect(shop.by("load-panel")).to_be_hidden()
     assert not [url for url in shop.watch.requests if "/load" in url]
     element_shot(shop, shop.by("operator-panel"), "cockpit-production")
+
+    # A payment that lands after its checkout was cancelled is a refund due: a red line.
+    server = shop.server
+    with server.client() as client:
+        assert client.post(f"/checkout/{key}/cancel").status_code == 200
+        assert server.pay(client, payment_id, "paid").status_code == 409
+        price = client.get("/product").json()["price"]
+    expect(shop.by("refunds-due")).to_have_text("1")
+    expect(shop.by("refunds-due-amount")).to_have_text(f"${price:,.2f}")
+    expect(shop.by("refunds-due-row")).to_have_attribute("data-ok", "false")
+    expect(shop.by("unaccounted")).to_have_text("0")
     shop.watch.assert_clean()

@@ -1,12 +1,12 @@
 /* The live figures: GET /stats every second (an operator route), orders by state, the stock
- * ledger and its verdicts, restarts, the throughput chart, and a throttled summary for screen
+ * ledger and its verdicts, refunds due, restarts, the throughput chart, and a throttled summary for screen
  * readers. Each reading also goes out as a STATS event. */
 import { detailOf, isAwayStatus } from "../net/api.js";
 import { lockedText, operatorLock } from "../net/operator-lock.js";
 import { poller } from "../net/poller.js";
 import { el, setText } from "../shared/dom.js";
 import { CONNECTION, OPERATOR_TOKEN, STATS, emit, on } from "../shared/events.js";
-import { clock, count, plural } from "../shared/format.js";
+import { clock, count, money, plural } from "../shared/format.js";
 import { initChart, renderChart } from "./chart.js";
 
 const STATS_POLL_MS = 1000;
@@ -72,6 +72,7 @@ function renderStats(reading) {
   setFigure("fig-cancelled", orders.CANCELLED);
   renderLedger(reading.ledger, reading.oversold);
   renderStranded(reading.stranded);
+  renderRefundsDue(reading.refunds_due, reading.refunds_due_amount);
   renderRestarts(reading.process_starts || []);
   renderChart(reading);
   emit(STATS, { stats: reading });
@@ -106,6 +107,14 @@ function renderStranded(stranded) {
   el["stranded-row"].dataset.ok = String(stranded === 0);
 }
 
+/** Money received for checkouts that had already ended, owed back: red until refunded. */
+function renderRefundsDue(due, amount) {
+  if (due === undefined) return;
+  setText(el["refunds-due"], count.format(due));
+  setText(el["refunds-due-amount"], due > 0 ? money.format(amount || 0) : "");
+  el["refunds-due-row"].dataset.ok = String(due === 0);
+}
+
 function renderRestarts(starts) {
   const latest = starts[0];
   if (!latest) return;
@@ -128,7 +137,7 @@ function announceFigures(reading) {
     `${count.format(o.PAID || 0)} dispatching, ${count.format(o.DISPATCHED || 0)} dispatched, ` +
     `${count.format(o.CANCELLED || 0)} cancelled. ${plural(restarts, "restart")}. ` +
     `Unaccounted widgets: ${reading.ledger.unaccounted}. Oversold: ${reading.oversold}. ` +
-    `Stranded orders: ${reading.stranded ?? 0}.`;
+    `Stranded orders: ${reading.stranded ?? 0}. Refunds due: ${reading.refunds_due ?? 0}.`;
   figures.announced = key;
   figures.announcedAt = now;
 }
