@@ -95,6 +95,7 @@ def test_dbos_cli_cancel_releases_the_order_and_a_late_payment_gets_409(
         late = server.pay(client, payment_id, "paid")
         assert late.status_code == 409, late.text
         assert "stopped" in late.json()["detail"]
+        assert "refund due" in late.json()["detail"]
         assert time.monotonic() - started < 5
         shopper = client.post(f"/checkout/{key}/cancel")
         assert shopper.status_code == 409, shopper.text
@@ -112,6 +113,10 @@ def test_dbos_cli_cancel_releases_the_order_and_a_late_payment_gets_409(
         assert client.get(f"/workflows/dispatch:{order_id}/steps").status_code == 404
         again = server.pay(client, payment_id, "paid")
         assert again.status_code == 409, again.text
+        # The money is kept as one refund due, however the checkout ended it.
+        refunds = server.database.execute("SELECT payment_id, order_id, reason FROM refunds")
+        assert refunds == [(payment_id, order_id, "stopped")]
+        assert client.get("/stats").json()["refunds_due"] == 1
 
         # A fork from step 1 gets a new id: it ends at once and places no second order.
         fork_id = dbos(server, "workflow", "fork", checkout_id, "--step", "1")["workflow_id"]
