@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from widget_store.demo.shoppers import MAX_SHOPPERS
 from widget_store.testing import StoreServer, wait_until
 
 from .support import MakeServer
@@ -69,3 +70,26 @@ def test_no_built_in_load_in_production(make_server: MakeServer) -> None:
         assert client.post("/load", json={"shoppers": 2}).status_code == 404
         assert client.get("/stats").status_code == 401
         assert client.get("/stats", headers={"Authorization": "Bearer tok"}).status_code == 200
+
+
+def test_the_most_shoppers_all_start_even_through_a_crash_at_once(make_server: MakeServer) -> None:
+    """A change of the load answers once its shoppers' starter is recorded; the starter enqueues
+    them durably, so a crash the moment the cockpit has its answer still starts every one."""
+    server = make_server(WIDGET_STORE_PAYMENT_TIMEOUT_S="2")
+    with server.client() as client:
+        started = client.post("/load", json={"shoppers": MAX_SHOPPERS, "pay_weight": 1})
+        assert started.status_code == 200, started.text
+        generation = started.json()["generation"]
+        pid = server.kill_worker()
+        server.wait_healthy(not_pid=pid)
+
+        def slots_buying() -> set[str] | None:
+            rows = server.database.execute(
+                "SELECT checkout_id FROM orders WHERE checkout_id LIKE :prefix",
+                prefix=f"checkout:sim-{generation}-%",
+            )
+            slots = {row[0].split("-")[2] for row in rows}
+            return slots if len(slots) == MAX_SHOPPERS else None
+
+        wait_until(slots_buying, timeout=120, interval=1, what="every shopper buying")
+        assert client.post("/load/stop").json()["running"] is False
