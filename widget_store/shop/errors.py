@@ -27,6 +27,12 @@ class InvalidInput(StoreError):
     status_code = 422
 
 
+class BadRequest(StoreError):
+    """A request the store cannot take as sent: a Stripe webhook whose signature fails."""
+
+    status_code = 400
+
+
 class Unauthorized(StoreError):
     status_code = 401
     headers = {"WWW-Authenticate": "Bearer"}
@@ -34,6 +40,12 @@ class Unauthorized(StoreError):
 
 class BadSignature(StoreError):
     status_code = 401
+
+
+class PaymentDeclined(StoreError):
+    """The payment provider refused the card; the checkout ends when its webhook says so."""
+
+    status_code = 402
 
 
 class Conflict(StoreError):
