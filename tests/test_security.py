@@ -1,5 +1,5 @@
-"""Security headers on every answer, and the cross-site guard on the state-changing operator and
-demo routes, over plain HTTP against a real server (the browser's side is in
+"""Security headers on every answer, and the cross-site guard on every state-changing route but
+the payment webhook, over plain HTTP against a real server (the browser's side is in
 test_page_security.py)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import time
 
 import httpx
 
-from widget_store.testing import StoreServer
+from widget_store.testing import StoreServer, signature
 from widget_store.web.security import CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY
 
-from .support import HTML_DIR, MakeServer, new_key
+from .support import HTML_DIR, PENDING, MakeServer, new_key, orders_for_key
 
 HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
@@ -29,6 +29,10 @@ CROSS_SITE = [
     {"Origin": "http://evil.example"},
     {"Origin": "null"},
 ]
+
+
+# Called by payment providers' servers, and checked by their signatures: no cross-site guard.
+PROVIDERS_WEBHOOKS = ("/payment_webhook/", "/webhooks/")
 
 
 def assert_security_headers(answer: httpx.Response, policy: str = CONTENT_SECURITY_POLICY) -> None:
@@ -100,6 +104,8 @@ def test_docs_is_served_from_this_host(shared_server: StoreServer) -> None:
     assert "/docs" not in schema["paths"]
     assert "403" in schema["paths"]["/restock"]["post"]["responses"]
     assert "403" in schema["paths"]["/crash_application"]["post"]["responses"]
+    assert "403" in schema["paths"]["/checkout/{idempotency_key}"]["post"]["responses"]
+    assert "403" in schema["paths"]["/checkout/{idempotency_key}/cancel"]["post"]["responses"]
 
 
 def test_cross_site_posts_are_refused_and_the_server_does_not_crash(
@@ -111,6 +117,9 @@ def test_cross_site_posts_are_refused_and_the_server_does_not_crash(
         key = new_key()
         payment = client.post(f"/checkout/{key}").text
         for headers in CROSS_SITE:
+            assert_refused(client.post(f"/checkout/{new_key()}", headers=headers))
+            assert_refused(client.post(f"/checkout/{key}", headers=headers))
+            assert_refused(client.post(f"/checkout/{key}/cancel", headers=headers))
             assert_refused(client.post("/crash_application", headers=headers))
             assert_refused(client.post("/restock", headers=headers))
             assert_refused(client.post("/load", json={"shoppers": 1}, headers=headers))
@@ -122,7 +131,8 @@ def test_cross_site_posts_are_refused_and_the_server_does_not_crash(
         time.sleep(0.5)
         assert shared_server.health()["pid"] == before["pid"]
         assert shared_server.health()["restart_count"] == before["restart_count"]
-        assert client.get("/product").json()["inventory"] == 6  # no restock either
+        # No other checkout reserved a widget, and no restock either.
+        assert client.get("/product").json()["inventory"] == 6
         assert client.get("/load").json()["running"] is False
     # Still waiting for payment: the sandbox did not pay it.
     assert shared_server.database.execute(
@@ -151,9 +161,51 @@ def test_same_origin_and_header_less_requests_pass(shared_server: StoreServer) -
             f"/sandbox/payments/{payment}/paid", headers={"Origin": own_origin.upper()}
         )
         assert paid.status_code == 200, paid.text
-        # Routes without the guard are untouched: a shopper's checkout from anywhere, say.
-        started = client.post(f"/checkout/{new_key()}", headers=CROSS_SITE[0])
-        assert started.status_code == 200, started.text
+        # The store's own page checks out and cancels.
+        key = new_key()
+        page = {"Sec-Fetch-Site": "same-origin", "Origin": own_origin}
+        assert client.post(f"/checkout/{key}", headers=page).status_code == 200
+        assert client.post(f"/checkout/{key}/cancel", headers=page).status_code == 200
+        # Reading changes nothing: a link from another site to an order or the page works.
+        assert client.get("/", headers=CROSS_SITE[0]).status_code == 200
+        assert client.get(f"/checkout/{key}", headers=CROSS_SITE[0]).status_code == 200
+        # The payment webhook is called server to server and checked by its signature only.
+        payment = client.post(f"/checkout/{new_key()}").text
+        delivery = f"/payment_webhook/{payment}/paid"
+        signed = {"Widget-Signature": signature(shared_server.secret, payment, "paid")}
+        assert client.post(delivery, headers={**CROSS_SITE[0], **signed}).status_code == 200
+
+
+def test_every_state_changing_route_but_the_webhook_refuses_other_sites(
+    shared_server: StoreServer,
+) -> None:
+    """Each POST, PUT, PATCH and DELETE the store serves (its OpenAPI schema, demo routes
+    included), sent on behalf of another site: 403, and nothing changed."""
+    before = shared_server.health()
+    with shared_server.client() as client:
+        key = new_key()
+        payment = client.post(f"/checkout/{key}").text
+        stock = client.get("/product").json()["inventory"]
+        orders = shared_server.database.execute("SELECT count(*) FROM orders")
+        values = {"idempotency_key": key, "payment_id": payment, "payment_status": "paid"}
+        schema = client.get("/openapi.json").json()
+        sent = []
+        for path, operations in schema["paths"].items():
+            if path.startswith(PROVIDERS_WEBHOOKS):
+                continue
+            for method in operations.keys() & {"post", "put", "patch", "delete"}:
+                url = re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], "1"), path)
+                assert_refused(client.request(method, url, headers=CROSS_SITE[0], json={}))
+                sent.append(f"{method.upper()} {path}")
+        time.sleep(0.5)  # a crash that got through would have happened by now
+        assert shared_server.health()["pid"] == before["pid"]
+        assert client.get("/product").json()["inventory"] == stock
+        assert shared_server.database.execute("SELECT count(*) FROM orders") == orders
+    assert orders_for_key(shared_server, key)[0][1] == PENDING  # neither cancelled nor paid
+    assert {"POST /checkout/{idempotency_key}", "POST /checkout/{idempotency_key}/cancel"} <= set(
+        sent
+    )
+    assert "POST /crash_application" in sent and "POST /load" in sent, sent
 
 
 def test_production_mode_guards_and_headers(make_server: MakeServer) -> None:
@@ -164,9 +216,14 @@ def test_production_mode_guards_and_headers(make_server: MakeServer) -> None:
         assert_security_headers(client.get("/static/js/main.js"))
         assert_security_headers(client.get("/product"))
         assert_security_headers(client.get("/docs"), DOCS_CONTENT_SECURITY_POLICY)
+        key = new_key()
+        assert client.post(f"/checkout/{key}").status_code == 200  # no Origin: a script
         for headers in CROSS_SITE:
             # The operator's own token does not make another site's request acceptable.
             assert_refused(client.post("/restock", headers={**headers, **operator}))
+            assert_refused(client.post(f"/checkout/{new_key()}", headers=headers))
+            assert_refused(client.post(f"/checkout/{key}/cancel", headers=headers))
+        assert orders_for_key(server, key)[0][1] == PENDING
         assert client.post("/restock", headers=operator).status_code == 200
         same_origin = {"Sec-Fetch-Site": "same-origin", **operator}
         assert client.post("/restock", headers=same_origin).status_code == 200

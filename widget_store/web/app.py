@@ -14,7 +14,7 @@ from .lifespan import lifespan
 from .metrics import Metrics, RequestMetrics
 from .path_guard import PathGuard
 from .routes import demo, operator, payments, sandbox, shop
-from .security import SecurityHeaders
+from .security import SameOrigin, SecurityHeaders
 
 
 def create_app(
@@ -51,13 +51,15 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
 
 def add_routes(app: FastAPI, settings: Settings) -> None:
     """By audience: the shopper's browser and API, the payment provider, the operator, and in
-    the demo the built-in shoppers and the sandbox provider."""
+    the demo the built-in shoppers and the sandbox provider. Every router but the payment
+    provider's refuses another site's state-changing requests (security.refuse_cross_site);
+    the provider's webhook is called server to server and checked by its signature."""
     pages.install(app)
-    app.include_router(shop.router)
+    app.include_router(shop.router, dependencies=[SameOrigin])
     app.include_router(payments.router)
-    app.include_router(operator.router)
+    app.include_router(operator.router, dependencies=[SameOrigin])
     if settings.demo:
-        app.include_router(demo.router)
+        app.include_router(demo.router, dependencies=[SameOrigin])
     # Never in production (Settings.sandbox says why).
     if settings.sandbox_enabled:
-        app.include_router(sandbox.router)
+        app.include_router(sandbox.router, dependencies=[SameOrigin])

@@ -4,10 +4,13 @@ sites from pressing the store's buttons.
 - `SecurityHeaders`, a plain ASGI middleware, adds a Content-Security-Policy that allows only
   this origin's own files (no inline script or style, no framing) and the usual companions.
   A response that sets its own policy (/docs) keeps it.
-- `refuse_cross_site`, a FastAPI dependency on the state-changing operator and demo routes,
-  answers 403 to a request a browser sent on behalf of another site (Fetch Metadata, else the
-  Origin header). A request with neither header (curl, the payment provider, the built-in
-  shoppers) is no browser's cross-site request and passes.
+- `refuse_cross_site`, a FastAPI dependency on every router but the payment provider's
+  (web/app.py), answers 403 to a state-changing request (any method but GET, HEAD and OPTIONS)
+  a browser sent on behalf of another site (Fetch Metadata, else the Origin header): no other
+  site can make a visitor's browser check out, cancel, restock or crash. A request with neither
+  header (curl, the payment provider, the built-in shoppers) is no browser's cross-site request
+  and passes. The payment webhook has no such guard: its caller is a provider's server, and its
+  signature is what it is checked by.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ class CrossSiteRequest(StoreError):
 
 # Sec-Fetch-Site values of a request this origin's own page made, or a person typed in.
 _OWN_SITES = frozenset({"same-origin", "none"})
+# Methods that change nothing: a link from another site to the page or an order still works.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -113,8 +118,11 @@ def refuse_cross_site(request: Request) -> None:
     `same-origin` (this page) and `none` (typed in, a bookmark) are the store's own. Without
     it (an older browser), an Origin header must name this very host. With neither, the
     request did not come from a browser page at all (curl, the payment provider, the built-in
-    shoppers): no other site's page can be behind it.
+    shoppers): no other site's page can be behind it. A GET, HEAD or OPTIONS changes nothing
+    and always passes.
     """
+    if request.method in _SAFE_METHODS:
+        return
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         if site.strip().lower() in _OWN_SITES:

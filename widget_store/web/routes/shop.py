@@ -32,7 +32,10 @@ async def read_product(db: Db) -> ProductOut:
 @router.post(
     "/checkout/{idempotency_key}",
     response_class=PlainTextResponse,
-    responses={200: {"description": "The payment id, as plain text"}, **errors(404, 429, 503)},
+    responses={
+        200: {"description": "The payment id, as plain text"},
+        **errors(403, 404, 429, 503),
+    },
 )
 async def create_checkout(
     idempotency_key: IdempotencyKey,
@@ -56,7 +59,10 @@ async def read_checkout(idempotency_key: IdempotencyKey, db: Db) -> CheckoutOut:
 @router.post(
     "/checkout/{idempotency_key}/cancel",
     response_class=PlainTextResponse,
-    responses={200: {"description": "The cancelled order's id"}, **errors(404, 409, 503)},
+    responses={
+        200: {"description": "The cancelled order's id"},
+        **errors(403, 404, 409, 503),
+    },
 )
 async def cancel_checkout(idempotency_key: IdempotencyKey) -> str:
     """Cancel a checkout still waiting for payment: the order ends CANCELLED, the widget back."""
