@@ -75,6 +75,12 @@ def test_webhook_secret_is_made_once_and_kept(tmp_path: Path) -> None:
     assert (tmp_path / "webhook_secret").stat().st_mode & 0o777 == 0o600
 
 
+def test_the_data_folder_made_for_the_secret_is_the_store_users_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "fresh" / "data"
+    Settings(data_dir=folder).resolved_webhook_secret()
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
 def test_configured_secret_wins(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, webhook_secret="given").resolved_webhook_secret() == "given"
     assert not (tmp_path / "webhook_secret").exists()

@@ -270,7 +270,8 @@ class Settings(BaseSettings):
         if self.webhook_secret:
             return self.webhook_secret
         path = self.data_dir / SECRET_FILE_NAME
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Only the store's user may look in: it holds the secret (and on SQLite, the orders).
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             # O_EXCL: two processes starting at once agree on one secret.
             with path.open("x", encoding="ascii") as file:
