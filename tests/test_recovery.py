@@ -61,8 +61,13 @@ def test_checkout_waiting_for_payment_survives_the_crash_button(make_server: Mak
         health = server.wait_healthy(not_pid=pid)
         assert health["restart_count"] == 1
         assert health["workflows_recovered"] >= 1
-        # The shopper's retry rejoins the same checkout.
+        # The shopper's retry rejoins the same checkout, with no warning said of it.
         assert client.post(f"/checkout/{key}").text == payment_id
+        assert "already exists in queue" not in server.log_text()
+        listed = client.get("/workflows", params={"status": "PENDING"}).json()
+        [checkout] = [wf for wf in listed if wf["workflow_id"] == f"checkout:{key}"]
+        assert checkout["recoveries"] == 1
+        assert checkout["recovery_attempts"] == 2
         paid = server.pay(client, payment_id, "paid")
         assert paid.status_code == 200, paid.text
         seen: list[int] = []

@@ -17,6 +17,10 @@ upgrade that changes or removes one fails there, loudly, not in production.
   Postgres's absence by up to a second. Each now lasts at most a second and ends as soon as a
   probe finds the database taking writes again (reconnect.py): a stale connection is retried at
   once, and a call through an outage goes on within 0.1 s of Postgres's return.
+- `quiet_rejoin_warnings`: a shopper retrying the key of a checkout that DBOS recovered (put
+  back on its internal queue) rejoins it by starting it again with no queue, and DBOS logs
+  "Workflow already exists in queue: _dbos_internal_queue, but the provided queue name is:
+  None" as a WARNING each time, which reads like an error. That one message is dropped.
 - `Wakeups`: after Postgres restarts, DBOS's LISTEN connection reconnects without waking its
   waiters, its notifier drops a batch that fails, and waiters re-check the database only every
   60 s: a `recv`/`get_event` whose message or event was written meanwhile sleeps that long.
@@ -49,6 +53,7 @@ __all__ = [
     "INTERNAL_QUEUE_NAME",
     "Wakeups",
     "pause_db_retries_until_reconnect",
+    "quiet_rejoin_warnings",
     "recover_pending_workflows",
     "set_internal_queue_polling",
 ]
@@ -74,6 +79,25 @@ def set_internal_queue_polling(seconds: float = INTERNAL_QUEUE_POLLING_S) -> Non
         raise ValueError("the polling interval must be positive")
     queue = _get_dbos_instance()._registry.get_internal_queue()
     queue._polling_interval_sec = seconds
+
+
+# DBOS's warning when a workflow it re-enqueued for recovery is started again with no queue.
+REJOIN_WARNING = (
+    f"Workflow already exists in queue: {INTERNAL_QUEUE_NAME}, "
+    "but the provided queue name is: None."
+)
+
+
+class _DropRejoinWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(REJOIN_WARNING)
+
+
+def quiet_rejoin_warnings() -> None:
+    """Drop DBOS's warning for a rejoin of a recovered workflow (see the module); once."""
+    logger = logging.getLogger("dbos")
+    if not any(isinstance(f, _DropRejoinWarnings) for f in logger.filters):
+        logger.addFilter(_DropRejoinWarnings())
 
 
 def internal_queue_polling() -> float:

@@ -67,6 +67,8 @@ async def serving(
     DBOS(config=dbos_config(settings))
     # Recovered workflows wait on DBOS's internal queue: poll it every 0.1 s, not 1 s.
     dbos_internals.set_internal_queue_polling()
+    # A shopper's retry of a recovered checkout is a rejoin, not a warning (dbos_internals.py).
+    dbos_internals.quiet_rejoin_warnings()
     # Postgres: this executor id's lock, held while alive; a survivor takes over when it is
     # not (takeover.py). Counted before the launch: what DBOS re-enqueues for this id.
     liveness = await start_liveness(

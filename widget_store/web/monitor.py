@@ -32,6 +32,9 @@ async def list_workflows(*, status: str | None, limit: int) -> list[WorkflowOut]
                 created_at=_when(wf.created_at),
                 updated_at=_when(wf.updated_at),
                 recovery_attempts=wf.recovery_attempts,
+                recoveries=None
+                if wf.recovery_attempts is None
+                else max(0, wf.recovery_attempts - 1),
                 executor_id=wf.executor_id,
                 current_step=current,
             )

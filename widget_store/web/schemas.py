@@ -92,7 +92,12 @@ class WorkflowOut(BaseModel):
     status: str
     created_at: datetime | None
     updated_at: datetime | None
-    recovery_attempts: int | None
+    recovery_attempts: int | None = Field(
+        description="DBOS's count of this workflow's starts, the first included"
+    )
+    recoveries: int | None = Field(
+        description="Times it was resumed after its process stopped: recovery_attempts - 1"
+    )
     executor_id: str | None
     current_step: str | None = Field(
         default=None, description="The last step recorded so far, if it was asked for"

@@ -12,7 +12,7 @@ function detailSummary(id) {
   const wf = workflowInfo(id);
   if (!wf) return "";
   const parts = [`${wf.name} workflow`, wf.status];
-  if (wf.recovery_attempts != null) parts.push(`recovery attempts ${wf.recovery_attempts}`);
+  if (wf.recoveries != null) parts.push(`recovered ${wf.recoveries}×`);
   if (wf.executor_id) parts.push(`executor ${wf.executor_id}`);
   return parts.join(" · ");
 }

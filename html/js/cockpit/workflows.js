@@ -13,7 +13,7 @@ const workflows = operatorLock();
 // What the table last said about each workflow, for the steps drawer's summary line.
 const info = new Map();
 
-/** The table's last word on workflow `id`: {name, status, recovery_attempts, …}, if listed. */
+/** The table's last word on workflow `id`: {name, status, recoveries, …}, if listed. */
 export const workflowInfo = (id) => info.get(id);
 
 function cell(text, className) {
@@ -57,7 +57,7 @@ function renderWorkflows(list) {
     cells[1].textContent = wf.name;
     cells[2].textContent = wf.status;
     cells[3].textContent = wf.current_step || "–";
-    cells[4].textContent = wf.recovery_attempts == null ? "–" : String(wf.recovery_attempts);
+    cells[4].textContent = wf.recoveries == null ? "–" : String(wf.recoveries);
     return row;
   });
   placeInOrder(body, rows);
