@@ -1,12 +1,15 @@
-"""deploy/prometheus/alerts.yml: valid for Prometheus, each alert firing when it should and only
-then (promtool's own unit tests, alerts.test.yml), and every store metric it reads exported by
-a real store's /metrics."""
+"""What operators watch the store with: deploy/prometheus/alerts.yml, valid for Prometheus, each
+alert firing when it should and only then (promtool's own unit tests, alerts.test.yml), and
+deploy/grafana/widget-store.json, every query valid PromQL; and every store metric either reads
+exported by a real store's /metrics."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ from .support import REPO_ROOT, MakeServer
 
 RULES_DIR = REPO_ROOT / "deploy" / "prometheus"
 RULES = RULES_DIR / "alerts.yml"
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "widget-store.json"
 # The store's series, as the rules name them (Prometheus's own `up` is not the store's).
 STORE_SERIES = re.compile(r"\bwidget_store_[a-z_]+\b")
 
@@ -55,16 +59,44 @@ def test_every_alert_has_a_unit_test() -> None:
     assert alerts == tested
 
 
-def rule_series() -> set[str]:
+def rule_expressions() -> list[str]:
     rules = yaml.safe_load(RULES.read_text())
-    names = set()
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            names.update(STORE_SERIES.findall(rule["expr"]))
-    return names
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
 
 
-def test_a_real_store_exports_every_series_the_rules_read(make_server: MakeServer) -> None:
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_every_dashboard_query_is_valid_promql_on_the_stores_series(tmp_path: Path) -> None:
+    """promtool checks each query, as the expression of a recording rule."""
+    queries = dashboard_expressions()
+    assert queries and all(STORE_SERIES.search(query) for query in queries)
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query{i}", "expr": q} for i, q in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump(rules))
+    done = subprocess.run(
+        [promtool(), "check", "rules", "queries.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_real_store_exports_every_series_the_rules_and_the_dashboard_read(
+    make_server: MakeServer,
+) -> None:
     server = make_server()
     with server.client() as client:
         client.post("/checkout/alerts-key")  # so the checkout's latency histogram has a series
@@ -75,7 +107,12 @@ def test_a_real_store_exports_every_series_the_rules_read(make_server: MakeServe
         for family in text_string_to_metric_families(answer.text)
         for sample in family.samples
     }
-    assert rule_series() - exported == set()
+    read = {
+        name
+        for query in rule_expressions() + dashboard_expressions()
+        for name in STORE_SERIES.findall(query)
+    }
+    assert read - exported == set()
     # And Prometheus's own linter finds nothing wrong with the exposition.
     lint = subprocess.run(
         [promtool(), "check", "metrics"], input=answer.text, capture_output=True, text=True
