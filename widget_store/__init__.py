@@ -1,11 +1,16 @@
 """Widget Store: an online store that sells a widget and survives any crash.
 
-The core sits at the top of the package: settings (`config`), tables (`tables`), the database
-handle (`db`), every SQL statement (`store`), the durable workflows (`workflows`, `shoppers`)
-and what they need from the running process (`runtime`), what the routes ask of a checkout
-(`checkout`) and of the figures (`stats`), payment signatures (`payments`), domain errors
-(`errors`), DBOS's configuration (`dbos_config`) and where the page and the migrations are
-(`paths`). `web/` is the HTTP layer over the core and `server/` runs it all: the core imports
-from neither, and web never from server. `testing` runs a real store in a subprocess, for the
-tests and the benchmarks.
+The package's rooms, each importing only the rooms below it (tests/test_layout.py):
+
+- `server/`: the command line, the supervisor and its serving processes, migrations.
+- `web/`: the app factory and what it wires: routes by audience, middleware, the lifespan.
+- `demo/`: the built-in shoppers.
+- `durable/`: what makes the store survive: a serving process's life on DBOS, liveness and
+  takeover, the reconciler, drain mode, and the few DBOS internals it touches.
+- `shop/`: the seed's flow: tables, data access, the checkout and dispatch workflows, payments.
+- `database/`: reaching the database, and riding out its loss.
+- `config` and `paths` at the top: the settings and where the page and the migrations are.
+
+`testing/` runs a real store, a balancer and Postgres clusters from the outside, for the tests
+and the benchmarks.
 """

@@ -347,7 +347,8 @@ def supervise(
         sock.close()
         sockets = [listen(host, port, reuse_port=True) for _ in range(workers)]
         sock = sockets[0]
-    log.info("Widget Store listening on http://%s:%d (%d serving processes)", host, port, workers)
+    processes = "1 serving process" if workers == 1 else f"{workers} serving processes"
+    log.info("Widget Store listening on http://%s:%d (%s)", host, port, processes)
     try:
         supervisor = Supervisor(
             sock,
