@@ -266,6 +266,8 @@ def check_purchase(report: Report, purchase: Purchase, order: tuple[Any, ...] | 
     check_timeout(report, purchase)
     if purchase.payment_id is None and not purchase.out_of_stock:
         return
+    if purchase.out_of_stock and order is None:
+        return  # sold out before its checkout began: nothing was written
     if order is None:
         report.lost(f"{purchase.checkout_id}: the shopper was answered, but there is no order")
         return

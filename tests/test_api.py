@@ -290,7 +290,10 @@ async def test_twenty_shoppers_race_for_the_last_five(make_server: MakeServer) -
     )
     assert stock == 0
     statuses = sorted(status for key in keys for _, status in orders_for_key(server, key))
-    assert statuses == [CANCELLED] * 15 + [PENDING] * 5
+    # A loser that read the stock after the last widget went wrote nothing; one that read it
+    # before lost at the reservation, with a CANCELLED order of its own.
+    assert statuses.count(PENDING) == 5
+    assert statuses.count(CANCELLED) == len(statuses) - 5 <= 15
 
 
 def test_sold_out_answers_404_every_time(make_server: MakeServer) -> None:
@@ -301,7 +304,7 @@ def test_sold_out_answers_404_every_time(make_server: MakeServer) -> None:
         first = client.post(f"/checkout/{key}")
         again = client.post(f"/checkout/{key}")
     assert first.status_code == again.status_code == 404
-    assert len(orders_for_key(server, key)) == 1
+    assert orders_for_key(server, key) == []  # nothing written (test_checkout_floods.py)
 
 
 def test_payment_timeout_cancels_and_restocks(make_server: MakeServer) -> None:

@@ -82,6 +82,14 @@ def test_audit_passes_a_paid_and_dispatched_order() -> None:
     assert report.ok and report.counts["paid"] == 1
 
 
+@pytest.mark.parametrize("order", [None, (7, "none", CANCELLED, 10)], ids=["no-order", "cancelled"])
+def test_audit_passes_a_sold_out_answer(order: tuple[int, str, int, int] | None) -> None:
+    """Sold out before its checkout began, no order; lost at the reservation, a CANCELLED one."""
+    purchase = Purchase("k", period=0, plan="pay", out_of_stock=True)
+    report = audited(purchase, order)
+    assert report.ok and report.counts["out_of_stock"] == 1
+
+
 @pytest.mark.parametrize(
     "order",
     [None, (7, "pay-1", PAID, 3), (7, "pay-2", DISPATCHED, 0), (8, "pay-1", DISPATCHED, 0)],

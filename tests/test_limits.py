@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 
 from widget_store.testing import StoreServer
+from widget_store.web.security import SECURITY_HEADERS
 
 HEADER_LIMIT = 16 * 1024
 BODY_LIMIT = 64 * 1024
@@ -67,6 +68,25 @@ def test_a_1_mb_header_is_431(shared_server: StoreServer) -> None:
         answer = client.get("/health", headers={"X-Big": "a" * 1_000_000})
     assert_refused(answer, 431, f"over {HEADER_LIMIT} bytes")
     assert_still_serving(shared_server)
+
+
+def test_the_servers_own_answers_carry_the_security_headers(shared_server: StoreServer) -> None:
+    """The 431 (too large, too many fields) and the 400 (unparsable) are the server's, given
+    before the app sees the request: they carry the same security headers as the app's."""
+    with shared_server.client() as client:
+        served = client.get("/health")
+        too_large = client.get("/health", headers={"X-Big": "a" * 20_000})
+        too_many = client.get("/health", headers={f"X-Field-{n}": "1" for n in range(200)})
+    with connect(shared_server) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: store\r\nBad Name: x\r\n\r\n")
+        [(status, unparsable, body)] = responses(read_until_closed(sock))
+    assert status == 400 and json.loads(body)["detail"]
+    assert served.status_code == 200
+    assert too_large.status_code == too_many.status_code == 431
+    for name, value in SECURITY_HEADERS.items():
+        assert served.headers[name] == value, name
+        assert too_large.headers[name] == too_many.headers[name] == value, name
+        assert unparsable[name.lower()] == value, name
 
 
 def test_200_small_headers_are_431(shared_server: StoreServer) -> None:

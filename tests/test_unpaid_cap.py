@@ -71,8 +71,11 @@ def test_an_untrusted_proxy_header_is_ignored(make_server: MakeServer) -> None:
 
 
 def test_the_built_in_shoppers_are_not_capped(make_server: MakeServer) -> None:
-    """They all buy from the server's own address, and many walk away without paying."""
-    server = make_server(**CAPPED, WIDGET_STORE_PAYMENT_TIMEOUT_S="60")
+    """They all buy from the server's own address, and many walk away without paying: held
+    neither to the unpaid cap nor to the rate of new checkouts."""
+    server = make_server(
+        **CAPPED, WIDGET_STORE_NEW_CHECKOUTS_PER_MINUTE="2", WIDGET_STORE_PAYMENT_TIMEOUT_S="60"
+    )
     with server.client() as client:
         mix = {"shoppers": 12, "pay_weight": 0, "decline_weight": 0, "abandon_weight": 1}
         assert client.post("/load", json=mix).status_code == 200

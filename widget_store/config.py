@@ -7,6 +7,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -15,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .database.url import InvalidDatabaseUrl, PostgresUrl
 
 SECRET_FILE_NAME = "webhook_secret"
+STRIPE_API_BASE = "https://api.stripe.com"
+STRIPE_JS_URL = "https://js.stripe.com/v3/"
 SQLITE_PREFIX = "sqlite:///"
 DBOS_SQLITE = "dbos.sqlite"
 
@@ -74,10 +77,26 @@ class Settings(BaseSettings):
     # The sandbox payment provider (/sandbox/...), which pays any order for anyone who asks:
     # on in demo mode unless turned off, and never allowed in production.
     sandbox: bool | None = None
+    # Stripe as the payment provider (docs/operations.md, "Taking payments with Stripe"). The
+    # webhook secret alone opens POST /webhooks/stripe, through which a PaymentIntent made
+    # elsewhere pays the checkout its metadata's payment_id names; with the secret key too, the
+    # store is in Stripe mode: each checkout makes its own PaymentIntent, and the page takes a
+    # card (with the publishable key). The API base points the store, and the page's Stripe.js,
+    # at another server than Stripe's, such as localstripe in the tests.
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_publishable_key: str | None = None
+    stripe_api_base: str | None = None
+    # The PaymentIntents' currency (ISO 4217, lower case); the widget's price is in it.
+    stripe_currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
 
     # Unpaid checkouts one client may hold at once (0: no cap), so nobody can reserve the
     # whole stock; counted from the database's PENDING orders, so a restart does not reset it.
     max_unpaid_per_client: int = Field(default=5, ge=0)
+    # New checkouts one client may start a minute, whatever their outcome (0: no cap), so a
+    # flood of checkouts (of a sold-out widget, say) is refused before it costs anything; up
+    # to a minute's worth at once, then one every 60/n s. Counted within each serving process.
+    new_checkouts_per_minute: int = Field(default=20, ge=0)
     # Proxies whose X-Forwarded-For names the client (uvicorn's --forwarded-allow-ips): a
     # comma-separated list of addresses or networks, "*" for any; from anyone else it is ignored.
     forwarded_allow_ips: str = "127.0.0.1"
@@ -86,6 +105,14 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     max_headers: int = Field(default=100, ge=10)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Slow clients (server/http_limits.py): a request head must arrive whole within
+    # head_timeout_s of its first byte (or of the connection's opening), and a body within
+    # body_timeout_s of its head, else 408 and the connection closes; one client address may
+    # hold at most max_connections_per_client open connections in a serving process (0: no
+    # cap), the proxies of forwarded_allow_ips and the store's own address not counted.
+    head_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    max_connections_per_client: int = Field(default=50, ge=0)
 
     # DBOS's application version: the workflows' compatibility (WORKFLOW_VERSION above),
     # not the package release, so a new release that keeps the workflows' step sequences
@@ -187,6 +214,30 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("stripe_api_base")
+    @classmethod
+    def _stripe_api_base(cls, url: str | None) -> str | None:
+        """An http(s) origin, with nothing after it: the store appends Stripe's paths."""
+        if url is None:
+            return None
+        url = url.rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(
+                "must be an http or https origin with no path, e.g. http://127.0.0.1:8420"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _stripe_keys(self) -> Settings:
+        """The secret key makes PaymentIntents; only the webhook secret lets them pay."""
+        if self.stripe_secret_key and not self.stripe_webhook_secret:
+            raise ValueError(
+                "WIDGET_STORE_STRIPE_SECRET_KEY needs WIDGET_STORE_STRIPE_WEBHOOK_SECRET: "
+                "without it no Stripe payment could ever reach a checkout"
+            )
+        return self
+
     @model_validator(mode="after")
     def _production_mode(self) -> Settings:
         if self.demo:
@@ -206,6 +257,26 @@ class Settings(BaseSettings):
     def sandbox_enabled(self) -> bool:
         """The sandbox provider's routes exist: demo mode, unless turned off."""
         return self.demo and self.sandbox is not False
+
+    @property
+    def stripe_mode(self) -> bool:
+        """Checkouts make Stripe PaymentIntents: the secret key and the webhook secret set."""
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def stripe_js_url(self) -> str:
+        """Where the page loads Stripe.js from: Stripe's own, or the API base's copy (as
+        localstripe serves it)."""
+        if self.stripe_api_base is None:
+            return STRIPE_JS_URL
+        return f"{self.stripe_api_base}/js.stripe.com/v3/"
+
+    @property
+    def stripe_origins(self) -> tuple[str, str]:
+        """The origins the page talks to in Stripe mode: Stripe.js's, and the API's."""
+        js = urlsplit(self.stripe_js_url)
+        api = urlsplit(self.stripe_api_base or STRIPE_API_BASE)
+        return f"{js.scheme}://{js.netloc}", f"{api.scheme}://{api.netloc}"
 
     @property
     def uses_sqlite(self) -> bool:

@@ -14,6 +14,7 @@ import signal
 from dbos import DBOS
 
 from ..shop.errors import Unavailable
+from ..shop.stripe_checkout import STRIPE_REFUND
 from ..shop.workflows import CHECKOUT, DISPATCH
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,11 @@ async def refuse_new_checkout(workflow_id: str) -> None:
 
 
 async def left(app_version: str) -> int:
-    """Checkouts and dispatches of this version still running or queued."""
+    """Checkouts, dispatches and Stripe refunds of this version still running or queued."""
     return len(
         await DBOS.list_workflows_async(
             status=["PENDING", "ENQUEUED", "DELAYED"],
-            name=[CHECKOUT, DISPATCH],
+            name=[CHECKOUT, DISPATCH, STRIPE_REFUND],
             app_version=app_version,
             load_input=False,
             load_output=False,

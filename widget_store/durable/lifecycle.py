@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..database import primary
 from ..database.handle import Database, open_database
-from ..shop import runtime
+from ..shop import runtime, stripe_payments
 from ..shop.tables import process_starts
 from . import dbos_internals, drain, reconciler
 from .dbos_config import dbos_config
@@ -52,6 +52,14 @@ async def serving(
     # A demoted primary's "read-only" is a lost connection (primary.py says why).
     primary.drop_sessions_on_read_only_servers()
     db = await open_database(settings)
+    stripe = None
+    if settings.stripe_mode:
+        assert settings.stripe_secret_key is not None  # Settings.stripe_mode says so
+        stripe = stripe_payments.connect(
+            settings.stripe_secret_key,
+            api_base=settings.stripe_api_base,
+            currency=settings.stripe_currency,
+        )
     # Bound before launch: DBOS may resume a workflow the moment it launches (runtime.py).
     runtime.bind(
         runtime.Runtime(
@@ -62,6 +70,7 @@ async def serving(
             http=http,
             # The fault fires in the first incarnation only, or it would fire on every replay.
             fault_after_step=settings.fault_after_step if settings.restart_count == 0 else None,
+            stripe=stripe,
         )
     )
     DBOS(config=dbos_config(settings))
@@ -120,6 +129,8 @@ async def serving(
             await liveness.close()
         DBOS.destroy()
         runtime.bind(None)
+        if stripe is not None:
+            await stripe.close()
         await db.close()
 
 

@@ -1,16 +1,29 @@
-"""Limits on the request head (request line and header fields), enforced before anything is
-buffered, in the HTTP protocol uvicorn runs for each connection.
+"""Limits on each connection, enforced in the HTTP protocol uvicorn runs for it, before
+anything is buffered or handed to the app.
 
-uvicorn's httptools protocol takes a head of any size and any number of fields.
-`LimitedHttpToolsProtocol` counts the head's bytes as they arrive and its fields as they are
-parsed, and past `max_header_bytes` or `max_headers` answers 431 and closes the connection,
-having handed the parser no more than the limit. The body has its limit in the app
-(web/body_limit.py).
+- The request head (request line and header fields): uvicorn's httptools protocol takes a head
+  of any size and any number of fields. `LimitedHttpToolsProtocol` counts the head's bytes as
+  they arrive and its fields as they are parsed, and past `max_header_bytes` or `max_headers`
+  answers 431 and closes the connection, having handed the parser no more than the limit. The
+  body has its limit in the app (web/body_limit.py).
+- Slow clients: a head must arrive whole within `head_timeout_s` of its first byte (the first
+  request's, of the connection's opening), however it trickles in, and a body within
+  `body_timeout_s` of its head; else 408 and the connection closes. A connection that opened
+  and sent nothing is closed silently at `head_timeout_s`. (uvicorn has neither: only an idle
+  keep-alive connection, between requests, is closed, after `timeout_keep_alive`.)
+- At most `max_connections_per_client` open connections from one address in this serving
+  process: the next is answered 429 at once and closed. The proxies trusted with
+  X-Forwarded-For (each of their connections carries many clients) and the store's own
+  address (its built-in shoppers and sandbox provider call it) are not counted.
 
-The 431, and an answer given before the request's body was read to its end (the body limit's
-413), close the connection lingering: the server half-closes, then reads and drops what the
-client is still sending for up to `LINGER_S` before it closes. Closing a socket with unread data
-sends a reset, which can make the client lose the answer it was just sent.
+Every answer the protocol gives itself (400 for a request it cannot parse, 408, 429, 431) is
+JSON with a `detail`, and carries the security headers every answer of the app carries
+(web/security.py's SECURITY_HEADERS).
+
+Those answers, and an answer given before the request's body was read to its end (the body
+limit's 413), close the connection lingering: the server half-closes, then reads and drops what
+the client is still sending for up to `LINGER_S` before it closes. Closing a socket with unread
+data sends a reset, which can make the client lose the answer it was just sent.
 """
 
 from __future__ import annotations
@@ -18,18 +31,64 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import httptools
+from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
     RequestResponseCycle,
 )
 
+from ..config import Settings
+from ..web.security import SECURITY_HEADERS
+
 log = logging.getLogger(__name__)
 
 LINGER_S = 2.0
+# Connections refused past the per-client cap are logged at most this often (a flood of them
+# would otherwise flood the log).
+REFUSAL_LOG_INTERVAL_S = 10.0
+
+_SECURITY_HEADERS = [
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in SECURITY_HEADERS.items()
+]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may send and hold (the module's docstring says how each is kept)."""
+
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    head_timeout_s: float = 20.0
+    body_timeout_s: float = 20.0
+    # 0: no cap.
+    max_connections_per_client: int = 0
+    # Settings.forwarded_allow_ips, read as uvicorn reads it for X-Forwarded-For.
+    trusted_proxies: str = "127.0.0.1"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            max_header_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            head_timeout_s=settings.head_timeout_s,
+            body_timeout_s=settings.body_timeout_s,
+            max_connections_per_client=settings.max_connections_per_client,
+            trusted_proxies=settings.forwarded_allow_ips,
+        )
+
+
+class _Refusal(NamedTuple):
+    """An answer the protocol gives itself, then closes the connection."""
+
+    status: int
+    detail: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class _LimitHit(Exception):
@@ -37,7 +96,8 @@ class _LimitHit(Exception):
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with limits on the request head.
+    """uvicorn's httptools protocol with limits on the request head, on slow clients and on
+    each client's open connections.
 
     Bytes are counted in `data_received`, before the parser sees them: while a head is awaited
     or incomplete, the parser is fed at most what is left of `max_header_bytes`, so no more than
@@ -45,14 +105,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     are counted as the parser reports them, trailers of a chunked body included. Each request
     of a keep-alive or pipelined connection starts from zero.
 
-    `http_protocol()` makes a subclass with the configured limits, for uvicorn.Config(http=...).
+    The head's clock starts at its first byte (the parser's on_message_begin) or, for a
+    connection's first request, at the connection's opening, and stops when the head is whole;
+    the body's runs from there to the message's end. Neither runs against the client while its
+    bytes wait on the server: reading paused (a pipelined request waits its turn, or the app
+    has not read what came), or a `100 Continue` not yet sent.
+
+    `http_protocol()` makes a subclass with the configured limits, for uvicorn.Config(http=...),
+    and the count of open connections by address its instances share (one event loop).
     """
 
-    max_header_bytes = 16 * 1024
-    max_headers = 100
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    _trusted: ClassVar[_TrustedHosts] = _TrustedHosts(ConnectionLimits.trusted_proxies)
+    _open_by_client: ClassVar[dict[str, int]] = {}
+    _refused_connections: ClassVar[int] = 0
+    _refusals_logged_at: ClassVar[float] = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_header_bytes = self.limits.max_header_bytes
+        self.max_headers = self.limits.max_headers
         # True from the end of one message (or the connection's start) to the end of the next
         # head: the bytes that arrive meanwhile are that head's.
         self._awaiting_head = True
@@ -63,11 +135,58 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_seen = 0
         self._fields = 0
         self._limit_hit: str | None = None
-        # Set once a head is refused: nothing more of the connection is parsed, and the 431 is
-        # sent as soon as the requests before it are answered.
-        self._refused: str | None = None
+        # Set once a request is refused: nothing more of the connection is parsed, and the
+        # refusal is sent as soon as the requests before it are answered.
+        self._refused: _Refusal | None = None
         self._lingering = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        # The slow-client clocks (None: not running), and whether a head has begun.
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._in_head = False
+        # The address this connection is counted under (None: not counted).
+        self._counted: str | None = None
+
+    # Opening: the per-client cap, and the first head's clock
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else None
+        if host is not None and self._is_counted(host):
+            cap = self.limits.max_connections_per_client
+            held = self._open_by_client.get(host, 0)
+            if held >= cap:
+                self._refuse_connection(host, cap)
+                return
+            self._open_by_client[host] = held + 1
+            self._counted = host
+        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_timed_out)
+
+    def _is_counted(self, host: str) -> bool:
+        if not self.limits.max_connections_per_client or host in self._trusted:
+            return False
+        return self.server is None or host != self.server[0]
+
+    def _refuse_connection(self, host: str, cap: int) -> None:
+        cls = type(self)
+        cls._refused_connections += 1
+        if self.loop.time() - cls._refusals_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "refused %d connection(s) past the cap of %d open connections per client "
+                "(the latest from %s)",
+                cls._refused_connections,
+                cap,
+                host,
+            )
+            cls._refused_connections = 0
+            cls._refusals_logged_at = self.loop.time()
+        self._refused = _Refusal(
+            429,
+            f"Too many open connections from your address (the limit is {cap}): "
+            "close some and retry",
+            ((b"retry-after", b"1"),),
+        )
+        self._send_refusal()
 
     # Counting
 
@@ -81,7 +200,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if awaiting:
                 room = self.max_header_bytes - self._head_bytes
                 if room <= 0:
-                    self._refuse(f"the request head is over {self.max_header_bytes} bytes")
+                    self._refuse(
+                        _too_large(f"the request head is over {self.max_header_bytes} bytes")
+                    )
                     return
                 piece, rest = rest[:room], rest[room:]
             else:
@@ -104,11 +225,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.parser.feed_data(piece)
         except httptools.HttpParserError:
             if self._limit_hit is not None:
-                self._refuse(self._limit_hit)
+                self._refuse(_too_large(self._limit_hit))
             else:
-                message = "Invalid HTTP request received."
-                self.logger.warning(message)
-                self.send_400_response(message)
+                self._refuse(_Refusal(400, "Invalid HTTP request received"))
             return False
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -125,6 +244,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         self._head_seen = 0
         self._fields = 0
+        self._in_head = True
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.head_timeout_s, self._head_timed_out
+            )
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -144,7 +268,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_head = False
+        self._in_head = False
         self._heads_completed += 1
+        self._cancel_timers()
+        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
         previous = self.cycle
         super().on_headers_complete()
         if self.cycle is not previous:
@@ -153,17 +280,74 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._awaiting_head = True
         self._head_seen = 0
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().on_message_complete()
+
+    # Slow clients
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _waiting_on_us(self) -> bool:
+        """Whether the client's next bytes wait on the server rather than on the client."""
+        cycle = self.cycle
+        return (
+            self.flow.read_paused
+            or bool(self.pipeline)
+            or (cycle is not None and cycle.waiting_for_100_continue)
+        )
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._refused is not None or self._lingering or self.transport.is_closing():
+            return
+        timeout = self.limits.head_timeout_s
+        if self._waiting_on_us():
+            self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+        elif not self._in_head:
+            self.transport.close()  # opened, and nothing sent: nobody to answer
+        else:
+            detail = f"the request head did not arrive whole within {timeout:g} s"
+            self._refuse(_Refusal(408, f"Request timeout: {detail}"))
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self._refused is not None or self._lingering or self.transport.is_closing():
+            return
+        timeout = self.limits.body_timeout_s
+        if self._waiting_on_us():
+            self._body_timer = self.loop.call_later(timeout, self._body_timed_out)
+            return
+        detail = f"the request body did not arrive whole within {timeout:g} s"
+        self._refused = _Refusal(408, f"Request timeout: {detail}")
+        log.warning("refused a request from %s: %s", self._client_name(), detail)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app is told the client went away; whatever it answers goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if cycle is not None and not cycle.response_started:
+            self._send_refusal()
+        else:
+            self.transport.close()  # an answer was begun or given: it can only be cut short
 
     # Refusing
 
     def _answers_pending(self) -> bool:
         return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
-    def _refuse(self, reason: str) -> None:
-        self._refused = reason
-        client = f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
-        log.warning("refused a request from %s: %s", client, reason)
+    def _client_name(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
+
+    def _refuse(self, refusal: _Refusal) -> None:
+        self._refused = refusal
+        self._cancel_timers()
+        log.warning("refused a request from %s: %s", self._client_name(), refusal.detail)
         if not self._awaiting_head:
             # Trailers past the limits, in a body the app may be reading: drop the connection.
             if self.cycle is not None:
@@ -171,13 +355,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.cycle.message_event.set()
             self.transport.close()
         elif not self._answers_pending():
-            self._send_431(reason)
-        # Else the 431 follows the answers to the requests before it (on_response_complete).
+            self._send_refusal()
+        # Else the refusal follows the answers to the requests before it (on_response_complete).
 
-    def _send_431(self, reason: str) -> None:
-        body = json.dumps({"detail": f"Request header fields too large: {reason}"}).encode()
-        head = [STATUS_LINE[431]]
-        for name, value in self.server_state.default_headers:
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's own answer to a request it cannot parse, as the protocol's other answers."""
+        self._refuse(_Refusal(400, msg.rstrip(".")))
+
+    def _send_refusal(self) -> None:
+        assert self._refused is not None
+        status, detail, headers = self._refused
+        body = json.dumps({"detail": detail}).encode()
+        head = [STATUS_LINE[status]]
+        for name, value in [*self.server_state.default_headers, *_SECURITY_HEADERS, *headers]:
             head += [name, b": ", value, b"\r\n"]
         head += [
             b"content-type: application/json\r\n",
@@ -198,7 +388,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
             and not self._answers_pending()
         ):
-            self._send_431(self._refused)
+            self._send_refusal()
 
     # Closing
 
@@ -224,6 +414,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
+        self._cancel_timers()
+        if self._counted is not None:
+            held = self._open_by_client.pop(self._counted, 1) - 1
+            if held > 0:
+                self._open_by_client[self._counted] = held
+            self._counted = None
         super().connection_lost(exc)
 
 
@@ -253,12 +449,17 @@ class _CycleTransport(asyncio.Transport):
         return self._protocol.transport.get_extra_info(name, default)
 
 
-def http_protocol(max_header_bytes: int, max_headers: int) -> type[LimitedHttpToolsProtocol]:
+def _too_large(reason: str) -> _Refusal:
+    return _Refusal(431, f"Request header fields too large: {reason}")
+
+
+def http_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
     """The protocol class for uvicorn.Config(http=...), which makes one per connection."""
 
     class Configured(LimitedHttpToolsProtocol):
         pass
 
-    Configured.max_header_bytes = max_header_bytes
-    Configured.max_headers = max_headers
+    Configured.limits = limits
+    Configured._trusted = _TrustedHosts(limits.trusted_proxies)
+    Configured._open_by_client = {}
     return Configured

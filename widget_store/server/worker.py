@@ -15,7 +15,7 @@ from ..web.app import create_app
 from ..web.deps import loopback_url
 from . import heap, logs
 from .cli import describe_database, load_settings
-from .http_limits import http_protocol
+from .http_limits import ConnectionLimits, http_protocol
 from .start_failure import give_up, watched
 from .start_report import StartReporter
 
@@ -58,8 +58,9 @@ def main() -> None:
         # closed by us first, a request it sends on one at that moment is lost. A stop does not
         # wait for idle connections, so this holds no restart up.
         timeout_keep_alive=75,
-        # httptools with limits on the request head (431): uvicorn's own has none.
-        http=http_protocol(settings.max_header_bytes, settings.max_headers),
+        # httptools with limits on the request head (431), on slow clients (408) and on each
+        # client's open connections (429): uvicorn's own has none of them.
+        http=http_protocol(ConnectionLimits.from_settings(settings)),
         # X-Forwarded-For and -Proto are believed only from these proxies.
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,

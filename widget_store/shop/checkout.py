@@ -35,8 +35,17 @@ ENDED_WITHOUT_SETTLING = frozenset({"CANCELLED", "ERROR", "MAX_RECOVERY_ATTEMPTS
 
 async def start_checkout(idempotency_key: str, client: str | None) -> str:
     """Start the checkout for this key (or rejoin the one under way) and wait for its payment
-    id. `client` is the shopper's address, recorded on the order."""
+    id. `client` is the shopper's address, recorded on the order.
+
+    Sold out, a key with no checkout yet is answered OutOfStock at once: no workflow, no order,
+    nothing written, so a flood of checkouts at stock 0 costs two reads each. Such a key holds
+    nothing, and after a restock it may check out. A checkout that did begin keeps its answer:
+    its payment id, or OutOfStock for good if it found the widget gone (place_order settles
+    that race in one transaction).
+    """
     workflow_id = checkout_workflow_id(idempotency_key)
+    if await _sold_out_before_it_began(workflow_id):
+        raise OutOfStock()
     with SetWorkflowID(workflow_id):
         # An existing id is not started again: DBOS hands back the checkout already under way.
         await DBOS.start_workflow_async(checkout_workflow, client)
@@ -51,8 +60,29 @@ async def start_checkout(idempotency_key: str, client: str | None) -> str:
     return event["payment_id"]
 
 
-async def deliver_payment(db: Database, payment_id: str, status: PaymentStatus) -> int:
-    """Hand a verified payment status to its checkout and return the order id.
+async def _sold_out_before_it_began(workflow_id: str) -> bool:
+    """None left, and no checkout of this key has begun.
+
+    The stock is read first: a checkout of this key that took the last widget had begun (its
+    workflow recorded) before the reservation committed, so once the stock reads 0 the status
+    read finds that checkout, and the key is answered its payment id again, never sold out.
+    """
+    if await current().db.read(store.get_inventory) > 0:
+        return False
+    return await DBOS.get_workflow_status_async(workflow_id) is None
+
+
+async def deliver_payment(
+    db: Database,
+    payment_id: str,
+    status: PaymentStatus,
+    *,
+    provider: str = "webhook",
+    provider_payment_id: str | None = None,
+) -> int:
+    """Hand a verified payment status to its checkout and return the order id. `provider`
+    names who took the money, and `provider_payment_id` its own id for it (a Stripe
+    PaymentIntent), as a refund due records them.
 
     A `paid` for a checkout that had already ended is money the provider captured and no order
     took: it is recorded as a refund due, then answered with the Conflict. Recorded before the
@@ -68,7 +98,11 @@ async def deliver_payment(db: Database, payment_id: str, status: PaymentStatus) 
         if status != "paid":
             raise
         refund = await db.run(
-            refunds.record_refund_due, payment_id=payment_id, reason=ended.ended_as
+            refunds.record_refund_due,
+            payment_id=payment_id,
+            reason=ended.ended_as,
+            provider=provider,
+            provider_payment_id=provider_payment_id,
         )
         if refund is None:  # its order took the money after all (paid, then stopped)
             raise

@@ -177,6 +177,12 @@ async def get_product(*, session: AsyncSession) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def get_inventory(*, session: AsyncSession) -> int:
+    """How many widgets are left (0 with an empty catalogue, where none can be reserved)."""
+    query = select(products.c.inventory).where(products.c.product_id == WIDGET_ID)
+    return (await session.execute(query)).scalar_one_or_none() or 0
+
+
 async def get_order(*, session: AsyncSession, order_id: int) -> dict[str, Any] | None:
     row = (
         (await session.execute(select(*ORDER_COLUMNS).where(orders.c.order_id == order_id)))

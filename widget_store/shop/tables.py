@@ -137,6 +137,25 @@ refunds = Table(
     Index("refunds_status", "status"),
 )
 
+# Stripe's webhook events the store acted on (POST /webhooks/stripe, shop/stripe_checkout.py):
+# one row per event id, so a redelivery is answered from it and changes nothing, and what each
+# did, for the operator: paid, failed, refund_due, mismatch (a PaymentIntent that did not match
+# its checkout, which it never settles), unknown_payment, ended (the checkout had already
+# ended, and nothing was due). Event types the store does not use are not kept.
+stripe_events = Table(
+    "stripe_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("payment_intent", String(255), nullable=True),
+    # The store's payment id, from the PaymentIntent's metadata.
+    Column("payment_id", String(64), nullable=True),
+    Column("outcome", String(32), nullable=False),
+    Column("order_id", Integer, nullable=True),
+    Column("detail", String(500), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 process_starts = Table(
     "process_starts",
     metadata,

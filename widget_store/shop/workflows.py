@@ -13,8 +13,9 @@ from typing import Any, Literal, TypedDict, TypeVar
 
 from dbos import DBOS, SetWorkflowID, StepOptions
 
-from . import store
+from . import store, stripe_payments
 from .runtime import current
+from .stripe_payments import StripePayment
 from .tables import DISPATCH_STEPS
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ T = TypeVar("T")
 PAYMENT_ID = "payment_id"
 OUTCOME = "outcome"
 PAYMENT_STATUS = "payment_status"
+# Stripe mode: the checkout's PaymentIntent (stripe_payments.StripePayment), published before
+# its payment id, for the page (its client secret) and the webhook (what a payment must match).
+STRIPE_PAYMENT = "stripe_payment"
+# The patch (docs/upgrading.md) that put the PaymentIntent's step into the checkout.
+STRIPE_PAYMENT_PATCH = "stripe-payment-intent"
 
 CHECKOUT = "checkout"
 DISPATCH = "dispatch"
@@ -82,6 +88,8 @@ async def checkout_workflow(client: str | None = None) -> CheckoutResult:
 
     1. place_order: the order and its widget, in one transaction; with none left the order
        is CANCELLED, the payment id is published as None and the checkout ends.
+       Stripe mode, a widget reserved: create_payment_intent, the order's PaymentIntent at
+       Stripe, published as an event of its own (STRIPE_PAYMENT).
     2. Publish the payment id.
     3. Wait for the payment status, or the shopper's cancel (a timeout counts as failed).
     4. Paid: mark_paid. Otherwise: release_order returns the widget and cancels the order.
@@ -101,6 +109,18 @@ async def checkout_workflow(client: str | None = None) -> CheckoutResult:
         return "not_a_checkout"
     order_id, payment_id = await place_order(checkout_id, client)
     _crash_point("place_order")
+    # Behind a patch: a checkout recorded without this step has its payment id's event where
+    # the patch looks, and replays on without it. Before the payment id is published, so the
+    # page never holds a payment id whose PaymentIntent is still to come; and never in front
+    # of the wait for payment below, where a parked checkout's recorded timeout would meet it
+    # (docs/upgrading.md). Only in Stripe mode: the providers switch while no checkout waits.
+    if (
+        payment_id is not None
+        and rt.stripe is not None
+        and await DBOS.patch_async(STRIPE_PAYMENT_PATCH)
+    ):
+        intent = await create_payment_intent(order_id, payment_id)
+        await DBOS.set_event_async(STRIPE_PAYMENT, intent)
     await DBOS.set_event_async(PAYMENT_ID, PaymentIdEvent(order_id=order_id, payment_id=payment_id))
     if payment_id is None:
         await _finish(order_id, "out_of_stock")
@@ -171,6 +191,41 @@ async def _step(name: str, body: Callable[..., T], **kwargs: Any) -> T:
 async def place_order(checkout_id: str, client: str | None) -> tuple[int, str | None]:
     """The order and its widget, in one transaction (store.place_order)."""
     return await _step("place_order", store.place_order, checkout_id=checkout_id, client=client)
+
+
+# Calls to Stripe: retried on any error (stripe-python has already retried network errors and
+# Stripe's 5xx, with the same Idempotency-Key) 1, 2, 4 ... 64 s apart, about two minutes in
+# all. Past that the checkout ends in ERROR and the reconciler releases its order.
+STRIPE_STEP = StepOptions(
+    retries_allowed=True, max_attempts=8, interval_seconds=1.0, backoff_rate=2.0
+)
+
+
+async def create_payment_intent(order_id: int, payment_id: str) -> StripePayment:
+    """Stripe mode: the order's PaymentIntent, for the widget's price in the store's currency,
+    with the payment id as its Idempotency-Key and metadata (stripe_payments.py). A crash
+    after Stripe made it and before this step's checkpoint runs the step again, and Stripe
+    answers the same PaymentIntent: never two."""
+    options: StepOptions = {**STRIPE_STEP, "name": "create_payment_intent"}
+    return await DBOS.run_step_async(options, _create_payment_intent, order_id, payment_id)
+
+
+async def _create_payment_intent(order_id: int, payment_id: str) -> StripePayment:
+    rt = current()
+    if rt.stripe is None:
+        raise RuntimeError("a PaymentIntent to make, and no Stripe secret key configured")
+    product = await rt.db.read(store.get_product)
+    if product is None:
+        raise RuntimeError("the catalogue is empty: no price to ask Stripe for")
+    intent = await stripe_payments.create_payment_intent(
+        rt.stripe,
+        payment_id=payment_id,
+        order_id=order_id,
+        amount=stripe_payments.minor_units(product["price"], rt.stripe.currency),
+    )
+    # Test-only: die with the PaymentIntent made at Stripe and this step not yet recorded.
+    _crash_point("create_payment_intent:called")
+    return intent
 
 
 async def mark_paid(order_id: int) -> float | None:

@@ -159,9 +159,12 @@ class StoreServer:
         env.update(
             WIDGET_STORE_DATA_DIR=str(self.database.data_dir),
             WIDGET_STORE_WEBHOOK_SECRET=self.secret,
-            # Tests and benchmarks play many shoppers from one address; the tests of the cap
-            # on unpaid checkouts per client set it back.
+            # Tests and benchmarks play many shoppers from one address; the tests of the caps
+            # per client (unpaid checkouts, new checkouts a minute, open connections) set them
+            # back.
             WIDGET_STORE_MAX_UNPAID_PER_CLIENT="0",
+            WIDGET_STORE_NEW_CHECKOUTS_PER_MINUTE="0",
+            WIDGET_STORE_MAX_CONNECTIONS_PER_CLIENT="0",
             # One serving process (on Postgres the default is one a core): the tests of
             # several workers ask for them.
             WIDGET_STORE_WORKERS="1",

@@ -14,7 +14,13 @@ from .lifespan import lifespan
 from .metrics import Metrics, RequestMetrics
 from .path_guard import PathGuard
 from .routes import demo, operator, payments, sandbox, shop
-from .security import SameOrigin, SecurityHeaders
+from .routes import stripe as stripe_routes
+from .security import (
+    CONTENT_SECURITY_POLICY,
+    SameOrigin,
+    SecurityHeaders,
+    stripe_content_security_policy,
+)
 
 
 def create_app(
@@ -45,8 +51,12 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodyLimit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(PathGuard)
-    # Outermost of the app's own middleware: even an answer they give gets the headers.
-    app.add_middleware(SecurityHeaders)
+    # Outermost of the app's own middleware: even an answer they give gets the headers. In
+    # Stripe mode the page may also load Stripe.js and call Stripe, from their origins only.
+    policy = CONTENT_SECURITY_POLICY
+    if settings.stripe_mode:
+        policy = stripe_content_security_policy(*settings.stripe_origins)
+    app.add_middleware(SecurityHeaders, content_security_policy=policy)
 
 
 def add_routes(app: FastAPI, settings: Settings) -> None:
@@ -57,6 +67,11 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
     pages.install(app)
     app.include_router(shop.router, dependencies=[SameOrigin])
     app.include_router(payments.router)
+    # Stripe (config.py): its webhook whenever its secret is set, the card in Stripe mode.
+    if settings.stripe_webhook_secret:
+        app.include_router(stripe_routes.webhook_router)
+    if settings.stripe_mode:
+        app.include_router(stripe_routes.card_router, dependencies=[SameOrigin])
     app.include_router(operator.router, dependencies=[SameOrigin])
     if settings.demo:
         app.include_router(demo.router, dependencies=[SameOrigin])

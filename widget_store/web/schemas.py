@@ -47,6 +47,60 @@ class CheckoutOut(BaseModel):
     payment_id: str | None = Field(description="None when the widget was sold out")
     order_status: int
     status: str
+    stripe_payment_intent: str | None = Field(
+        default=None,
+        description="Stripe mode: the checkout's PaymentIntent (absent, or null, otherwise)",
+    )
+    stripe_client_secret: str | None = Field(
+        default=None,
+        description="Stripe mode: the PaymentIntent's client secret, for the shopper's Stripe.js "
+        "(a card that asks for authentication); only ever answered to the holder of the key",
+    )
+
+
+class CardIn(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    token: str = Field(
+        min_length=5,
+        max_length=255,
+        pattern=r"^tok_[A-Za-z0-9_]+$",
+        description="A Stripe.js card token (`stripe.createToken(card)`), made with the store's "
+        "publishable key",
+    )
+
+
+class CardOut(BaseModel):
+    status: str = Field(
+        description="The PaymentIntent's status once confirmed: succeeded or processing (the "
+        "webhook settles the checkout shortly), or requires_action (the card asks the shopper "
+        "to authenticate: Stripe.js's confirmCardPayment with the client secret)"
+    )
+
+
+class StripeEventOut(BaseModel):
+    """What the store did with one Stripe webhook event."""
+
+    received: bool = True
+    event_id: str
+    type: str
+    outcome: str = Field(
+        description="paid, failed, refund_due, mismatch, unknown_payment, ended, or ignored (a "
+        "type the store does not use)"
+    )
+    payment_id: str | None = None
+    order_id: int | None = None
+    detail: str | None = None
+    duplicate: bool = Field(
+        default=False, description="The same event id was received before: nothing changed"
+    )
+
+
+class StripePageOut(BaseModel):
+    """What the page needs to take a card in Stripe mode."""
+
+    publishable_key: str
+    js_url: str = Field(description="Where the page loads Stripe.js from")
 
 
 class ExecutorOut(BaseModel):
@@ -84,6 +138,9 @@ class HealthOut(BaseModel):
     database: str
     demo: bool
     sandbox: bool = Field(description="Whether the sandbox payment provider (/sandbox) is on")
+    stripe: StripePageOut | None = Field(
+        default=None, description="Stripe mode with a publishable key: the page takes a card"
+    )
 
 
 class WorkflowOut(BaseModel):
@@ -143,14 +200,16 @@ class RefundOut(BaseModel):
         description="How the checkout had ended: expired, cancelled, failed, released, stopped "
         "or out_of_stock"
     )
-    provider: str = Field(description="Who took the money: webhook (the signed webhook)")
+    provider: str = Field(description="Who took the money: webhook (the signed webhook), or stripe")
     provider_payment_id: str | None = Field(
         default=None, description="The provider's own id for the payment, where it has one"
     )
     received_at: UtcDatetime
     status: RefundStatus = Field(description="due, or refunded")
     refunded_at: UtcDatetime | None = None
-    refunded_by: str | None = Field(default=None, description="operator, or the provider")
+    refunded_by: str | None = Field(
+        default=None, description="operator, or the provider that refunded it (stripe)"
+    )
     refund_reference: str | None = Field(
         default=None, description="The provider's id for the refund, or the operator's note"
     )

@@ -40,6 +40,24 @@ _BASE_POLICY = (
 )
 
 CONTENT_SECURITY_POLICY = _policy(*_BASE_POLICY, "img-src 'self'")
+
+
+def stripe_content_security_policy(js_origin: str, api_origin: str) -> str:
+    """The page's policy in Stripe mode: also Stripe.js, from its origin (which may frame the
+    card's fields), and calls to Stripe's API; those origins and nothing more (with localstripe
+    both are one)."""
+    origins = " ".join(dict.fromkeys((js_origin, api_origin)))
+    directives = [
+        f"script-src 'self' {js_origin}"
+        if d == "script-src 'self'"
+        else f"connect-src 'self' {origins}"
+        if d == "connect-src 'self'"
+        else d
+        for d in _BASE_POLICY
+    ]
+    return _policy(*directives, f"frame-src {js_origin}", "img-src 'self'")
+
+
 # Swagger UI's stylesheet draws its icons as data: images; nothing else differs.
 DOCS_CONTENT_SECURITY_POLICY = _policy(*_BASE_POLICY, "img-src 'self' data:")
 
@@ -57,10 +75,19 @@ _ENCODED = [
 
 
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS` to every HTTP response, keeping any of them a route set itself."""
+    """Adds `SECURITY_HEADERS` to every HTTP response, keeping any of them a route set itself;
+    its policy is `content_security_policy` (in Stripe mode, stripe_content_security_policy)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, content_security_policy: str = CONTENT_SECURITY_POLICY
+    ) -> None:
         self.app = app
+        self.encoded = [
+            (name, content_security_policy.encode("latin-1"))
+            if name == b"content-security-policy"
+            else (name, value)
+            for name, value in _ENCODED
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,7 +98,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(item for item in _ENCODED if item[0] not in present)
+                headers.extend(item for item in self.encoded if item[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

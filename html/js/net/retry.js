@@ -9,14 +9,15 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /**
  * POST `path` until the store answers below 500. Network errors and 5xx (restarting, still
  * starting) are sent again, unchanged, with `waiting` shown in `message` meanwhile. Resolves
- * with the answer, or null if the shopper left the view of route `token` first.
+ * with the answer, or null if the shopper left the view of route `token` first. `body`, if
+ * given, is sent as JSON, the same each time.
  */
-export async function postUntilAnswered(path, { token, message, waiting, timeoutMs }) {
+export async function postUntilAnswered(path, { token, message, waiting, timeoutMs, body }) {
   let delay = 500;
   while (isCurrentRoute(token)) {
     let answer = null;
     try {
-      answer = await api(path, { method: "POST", timeoutMs });
+      answer = await api(path, { method: "POST", timeoutMs, body });
     } catch {
       answer = null;
     }

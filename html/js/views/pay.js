@@ -1,6 +1,8 @@
 /* The payment view. Demo mode: the sandbox provider's page, Pay and Decline. Production (no
  * sandbox): the payment id, to pay at the real provider, and a wait for its webhook; no button
- * that would call /sandbox. Neither until /health has said which. */
+ * that would call /sandbox. Stripe mode (/health names Stripe.js), in either: a card, sent to
+ * Stripe as a token and then to the store, and a wait for Stripe's webhook. None until /health
+ * has said which. */
 import { detailOf, orderIdOf, tryGet } from "../net/api.js";
 import { postUntilAnswered, sleep } from "../net/retry.js";
 import {
@@ -20,16 +22,23 @@ import { HEALTH, PRODUCT, on } from "../shared/events.js";
 import { money } from "../shared/format.js";
 import { badgeText } from "../shared/order-status.js";
 import { currentToken, currentView, go, isCurrentRoute, showView } from "../shared/router.js";
+import { authenticate, mountCard, stripeOf, tokenFor } from "./card.js";
 
 const PAYMENT_POLL_MS = 1000;
 
 let sandbox = null; // the sandbox provider's Pay and Decline exist (demo mode); null until known
-let watching = 0; // the route whose checkout the production payment view is watching
+let stripe = null; // Stripe mode: {publishable_key, js_url} from /health; null without
+let watching = 0; // the route whose checkout the payment view is watching for its webhook
+let cardSentFor = null; // the key whose card the store took: its view waits for Stripe's webhook
 
-const payTitle = () => (sandbox === false ? "Pay · Widget Store" : "Pay · SandboxPay");
+const payMode = () =>
+  stripe ? "stripe" : sandbox === null ? "" : sandbox ? "sandbox" : "provider";
+/** A real provider settles the checkout: the view watches for its webhook's effect. */
+const watched = () => payMode() === "provider" || payMode() === "stripe";
+const payTitle = () => (watched() ? "Pay · Widget Store" : "Pay · SandboxPay");
 
-/** Pay, Decline and Cancel order. */
-const controls = () => [el.pay, el.decline, el["cancel-order"]];
+/** Pay, Decline, Pay by card and Cancel order. */
+const controls = () => [el.pay, el.decline, el["card-pay"], el["cancel-order"]];
 
 function renderPay(checkout) {
   el["payment-id"].textContent = checkout.payment;
@@ -43,19 +52,23 @@ function renderPay(checkout) {
 function renderPayEnded(checkout) {
   const ended = Boolean(checkout.ended);
   el["pay-ended"].hidden = !ended;
-  el["pay-waiting"].hidden = ended || el["view-pay"].dataset.mode !== "provider";
+  const mode = el["view-pay"].dataset.mode;
+  const waiting = mode === "provider" || (mode === "stripe" && cardSentFor === checkout.key);
+  el["pay-waiting"].hidden = ended || !waiting;
   el["pay-cancel-row"].hidden = ended;
   el["pay-see-order"].hidden = !(ended && Number.isInteger(checkout.pendingOrder));
 }
 
 function renderPayMode() {
-  const mode = sandbox === null ? "" : sandbox ? "sandbox" : "provider";
+  const mode = payMode();
   const view = el["view-pay"];
   if (view.dataset.mode === mode) return;
   view.dataset.mode = mode;
   for (const node of view.querySelectorAll("[data-sandbox-only]")) node.hidden = mode !== "sandbox";
   for (const node of view.querySelectorAll("[data-provider-only]")) node.hidden = mode !== "provider";
-  el["pay-title"].textContent = mode === "provider" ? "Complete your payment" : "Confirm your payment";
+  for (const node of view.querySelectorAll("[data-stripe-only]")) node.hidden = mode !== "stripe";
+  const titles = { provider: "Complete your payment", stripe: "Pay by card" };
+  el["pay-title"].textContent = titles[mode] || "Confirm your payment";
   if (!view.hidden) document.title = payTitle();
   renderPayEnded(currentCheckout() || {});
 }
@@ -156,9 +169,94 @@ async function settle(status) {
   }
 }
 
+/** Stripe mode: Stripe.js loaded, its card element in the view. */
+function prepareCard() {
+  if (!stripe) return null;
+  const ready = mountCard(stripe, el["card-element"]);
+  ready.catch((error) => {
+    const why = `The card form could not load: ${error.message}. Try again shortly.`;
+    setNotice(el["pay-message"], why, "error");
+  });
+  return ready;
+}
+
 /**
- * Production: poll GET /checkout/{key} until the provider's webhook has settled the checkout
- * (or it was cancelled, or timed out), then show the order.
+ * Stripe mode, "Pay": the card becomes a Stripe token in the browser, which goes to the store;
+ * the store sets it on the checkout's PaymentIntent and confirms it. Sent again unchanged across
+ * a restart (the store's calls to Stripe are idempotent). Stripe's webhook then settles the
+ * checkout, and watchPayment moves on to the order, paid or (a declined card) cancelled.
+ */
+async function payByCard(event) {
+  event.preventDefault();
+  const token = currentToken();
+  const checkout = currentCheckout();
+  if (!checkout || !checkout.payment || checkout.ended) return;
+  const { key } = checkout;
+  const button = el["card-pay"];
+  const message = el["pay-message"];
+  const again = () => {
+    setBusy(button, false);
+    setDisabled(controls(), false);
+  };
+  setDisabled(controls(), true);
+  setBusy(button, true);
+  setNotice(message, "Sending your card to Stripe…");
+  let elements;
+  try {
+    elements = await prepareCard();
+  } catch {
+    again();
+    return;
+  }
+  const made = await tokenFor(elements);
+  if (!isCurrentRoute(token)) return;
+  if (made.error) {
+    again();
+    setNotice(message, `Stripe did not take the card: ${made.error}`, "error");
+    return;
+  }
+  setNotice(message, "Processing your payment…");
+  const answer = await postUntilAnswered(`${checkoutPath(key)}/card`, {
+    token,
+    message,
+    waiting: "The store is restarting. Your card will be sent as soon as it is back…",
+    timeoutMs: 70000,
+    body: { token: made.token },
+  });
+  if (!answer) return;
+  setBusy(button, false);
+  if (answer.status === 200) {
+    if (answer.data && answer.data.status === "requires_action") {
+      const found = await tryGet(checkoutPath(key));
+      const secret = found && found.data && found.data.stripe_client_secret;
+      const failed = secret ? await authenticate(elements, secret) : "no client secret";
+      if (failed) setNotice(message, `Your bank did not confirm the payment: ${failed}`, "error");
+    }
+    cardSentFor = key;
+    renderPayEnded(currentCheckout());
+    setNotice(message, "Card accepted. Waiting for Stripe to confirm the payment…");
+    return;
+  }
+  if (answer.status === 402) {
+    // Stripe's payment_failed webhook ends the checkout; the watch then shows the order.
+    cardSentFor = key;
+    renderPayEnded(currentCheckout());
+    const declined = detailOf(answer).replace(/\.$/, "");
+    const why = `${declined}. Your order is being cancelled and the widget put back.`;
+    setNotice(message, why, "error");
+    return;
+  }
+  if (answer.status === 409 || answer.status === 404) {
+    showCheckoutEnded(answer, { key, token, message, unknown: "checkout" });
+    return;
+  }
+  again();
+  setNotice(message, `The payment did not go through: ${detailOf(answer)}`, "error");
+}
+
+/**
+ * A real provider (production, or Stripe): poll GET /checkout/{key} until the provider's
+ * webhook has settled the checkout (or it was cancelled, or timed out), then show the order.
  */
 async function watchPayment(key, token) {
   if (watching === token) return;
@@ -195,16 +293,18 @@ export function showPay(params, { token, focus }) {
   const checkout = adoptCheckout(key, { payment });
   showView("pay", { focus, title: payTitle() });
   renderPay(checkout);
-  // Production: the shopper pays at the provider; watch for its webhook's effect.
+  // Production or Stripe: the shopper pays at the provider; watch for its webhook's effect.
   // Demo: after a reload or a return visit the checkout may have ended meanwhile (timed
   // out, paid in another tab): ask the store. A payment page just handed out needs no check.
-  if (sandbox === false) watchPayment(key, token);
+  if (stripe) prepareCard();
+  if (watched()) watchPayment(key, token);
   else if (!isFreshPayment(payment)) lookUpCheckout(key, token);
 }
 
 export function initPay() {
   el.pay.addEventListener("click", () => settle("paid"));
   el.decline.addEventListener("click", () => settle("failed"));
+  el["card-form"].addEventListener("submit", payByCard);
   el["cancel-order"].addEventListener("click", cancelFromPay);
   el["pay-see-order"].addEventListener("click", () => {
     const checkout = currentCheckout();
@@ -219,16 +319,21 @@ export function initPay() {
   });
   on(PRODUCT, ({ product }) => {
     const price = money.format(product.price);
-    for (const id of ["pay-price", "amount", "pay-amount"]) el[id].textContent = price;
+    for (const id of ["pay-price", "amount", "pay-amount", "card-pay-amount"]) {
+      el[id].textContent = price;
+    }
     el["pay-product"].textContent = product.product;
   });
   on(HEALTH, (mode) => {
-    if (mode.sandbox === sandbox) return;
+    const named = stripeOf(mode.health);
+    if (mode.sandbox === sandbox && (named && named.js_url) === (stripe && stripe.js_url)) return;
     sandbox = mode.sandbox;
+    stripe = named;
     renderPayMode();
     const checkout = currentCheckout();
-    if (!sandbox && currentView() === "pay" && checkout && checkout.payment) {
-      watchPayment(checkout.key, currentToken());
+    if (currentView() === "pay" && checkout && checkout.payment) {
+      if (stripe) prepareCard();
+      if (watched()) watchPayment(checkout.key, currentToken());
     }
   });
 }

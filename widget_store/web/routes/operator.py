@@ -27,6 +27,7 @@ from ..schemas import (
     RefundIn,
     RefundOut,
     StepOut,
+    StripePageOut,
     WorkflowOut,
 )
 from ..security import SameOrigin
@@ -101,6 +102,11 @@ async def read_health(request: Request) -> HealthOut:
         database="sqlite" if settings.uses_sqlite else "postgresql",
         demo=settings.demo,
         sandbox=settings.sandbox_enabled,
+        stripe=StripePageOut(
+            publishable_key=settings.stripe_publishable_key, js_url=settings.stripe_js_url
+        )
+        if settings.stripe_mode and settings.stripe_publishable_key
+        else None,
     )
 
 

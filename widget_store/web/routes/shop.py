@@ -8,13 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
-from ...shop import checkout, store
+from ...config import Settings
+from ...shop import checkout, store, stripe_checkout
 from ...shop.errors import InvalidInput, NotFound
 from ...shop.tables import OrderStatus
 from ...shop.workflows import checkout_workflow_id
 from .. import admission
-from ..admission import UnpaidCap
-from ..deps import Db, IdempotencyKey, OrderId, checkout_client, errors, get_unpaid_cap
+from ..admission import CheckoutRate, UnpaidCap, get_checkout_rate
+from ..deps import (
+    Db,
+    IdempotencyKey,
+    OrderId,
+    checkout_client,
+    errors,
+    get_settings,
+    get_unpaid_cap,
+)
 from ..schemas import CheckoutOut, OrderOut, ProductOut
 
 router = APIRouter()
@@ -42,18 +51,29 @@ async def create_checkout(
     db: Db,
     client: Annotated[str | None, Depends(checkout_client)],
     cap: Annotated[UnpaidCap, Depends(get_unpaid_cap)],
+    rate: Annotated[CheckoutRate, Depends(get_checkout_rate)],
 ) -> str:
     """Start the checkout for this key (or rejoin it) and answer its payment id."""
-    return await admission.start_checkout(db, idempotency_key, client=client, cap=cap)
+    return await admission.start_checkout(db, idempotency_key, client=client, cap=cap, rate=rate)
 
 
 @router.get("/checkout/{idempotency_key}", responses=errors(404))
-async def read_checkout(idempotency_key: IdempotencyKey, db: Db) -> CheckoutOut:
-    """Where the checkout for this key stands: its order, payment id and status."""
-    found = await db.read(store.get_checkout, checkout_id=checkout_workflow_id(idempotency_key))
+async def read_checkout(
+    idempotency_key: IdempotencyKey, db: Db, settings: Annotated[Settings, Depends(get_settings)]
+) -> CheckoutOut:
+    """Where the checkout for this key stands: its order, payment id and status; in Stripe
+    mode its PaymentIntent and client secret too, for the page that pays it."""
+    checkout_id = checkout_workflow_id(idempotency_key)
+    found = await db.read(store.get_checkout, checkout_id=checkout_id)
     if found is None:
         raise NotFound(f"No checkout for key {idempotency_key!r}")
-    return CheckoutOut(**found, status=OrderStatus(found["order_status"]).name)
+    answer = CheckoutOut(**found, status=OrderStatus(found["order_status"]).name)
+    if settings.stripe_mode and found["payment_id"] is not None:
+        payment = await stripe_checkout.payment_of(checkout_id)
+        if payment is not None:
+            answer.stripe_payment_intent = payment["payment_intent"]
+            answer.stripe_client_secret = payment["client_secret"]
+    return answer
 
 
 @router.post(
