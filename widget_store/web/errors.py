@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from ..shop.errors import StoreError
 from .deps import errors
 from .schemas import ErrorOut
+from .security import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(sa_exc.TimeoutError, _database_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
     _document_errors(app)
 
 
@@ -88,6 +90,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # NaN that JSON cannot carry).
     listed = [{key: item[key] for key in ("loc", "msg", "type")} for item in items]
     return JSONResponse({"detail": detail, "errors": listed}, status_code=422)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: 500 with a JSON `detail` like every other error, and the security headers, which
+    the middleware cannot add: Starlette answers an unhandled exception from its outermost
+    layer, outside every middleware of the app's own."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": "Internal error"}, status_code=500, headers=dict(SECURITY_HEADERS)
+    )
 
 
 async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
