@@ -13,7 +13,11 @@ endpoints, with the server's CPU and memory. Prints a table; asserts nothing.
 Without --url the script starts a store of its own (`widget-store serve` under its supervisor,
 on a fresh SQLite folder or a fresh Postgres database, dropped afterwards), with a 10 s payment
 timeout and a million widgets in stock so that no restock is needed. With --url it drives a
-store already running on this machine and restocks it whenever it sells out. With --instances N
+store already running on this machine and restocks it whenever it sells out; every shopper
+comes from one address, so start that store with the per-client caps off
+(WIDGET_STORE_MAX_UNPAID_PER_CLIENT=0, WIDGET_STORE_NEW_CHECKOUTS_PER_MINUTE=0, and
+WIDGET_STORE_MAX_CONNECTIONS_PER_CLIENT=0 or above the shoppers), as the script does with its
+own store. With --instances N
 (Postgres) it starts N store processes on the one database, each with an executor id of its own,
 and sends each checkout and each webhook to any of them at random, as a load balancer would;
 CPU is then summed over all of them, and peak RSS shown for each.
