@@ -35,6 +35,7 @@ from ..shop.workflows import (
     DISPATCH,
     dispatch_workflow,
     dispatch_workflow_id,
+    log_repair,
     release_order,
 )
 
@@ -110,20 +111,22 @@ async def _fix(order: dict[str, Any], statuses: dict[str, str]) -> bool:
         paid_at: datetime = as_utc(order["last_update_time"])
         with SetWorkflowID(dispatch_id):
             await DBOS.start_workflow_async(dispatch_workflow, order_id, paid_at.timestamp())
-        log.warning(
+        log_repair(
+            order_id,
+            "dispatch_started",
             "order %s paid but never dispatched (checkout %s): dispatch started",
             order_id,
             checkout_status,
-            extra={"order_id": order_id, "transition": "dispatch_started"},
         )
         return True
     if dispatch_status in RESUMABLE:
         await DBOS.resume_workflow_async(dispatch_id)
-        log.warning(
+        log_repair(
+            order_id,
+            "dispatch_resumed",
             "order %s: its dispatch was %s, resumed",
             order_id,
             dispatch_status,
-            extra={"order_id": order_id, "transition": "dispatch_resumed"},
         )
         return True
     log.error("order %s is PAID but its dispatch ended as %s", order_id, dispatch_status)

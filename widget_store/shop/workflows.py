@@ -244,13 +244,14 @@ async def release_order(order_id: int, *, why: str | None = None) -> bool:
     """
     released = await _step("release_order", store.release_order, order_id=order_id)
     if released and why is not None:
-        log.warning(
-            "order %s released: %s",
-            order_id,
-            why,
-            extra={"order_id": order_id, "transition": "released"},
-        )
+        log_repair(order_id, "released", "order %s released: %s", order_id, why)
     return released
+
+
+def log_repair(order_id: int, transition: str, message: str, *args: object) -> None:
+    """A warning for an order put right outside its checkout (released, or its dispatch started
+    or resumed), with the fields of a transition for the JSON log format."""
+    log.warning(message, *args, extra={"order_id": order_id, "transition": transition})
 
 
 async def tick_dispatch(order_id: int, remaining: int) -> int:
