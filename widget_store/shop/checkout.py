@@ -110,6 +110,7 @@ async def deliver_payment(
             f"{ended.detail}. The payment is recorded as a refund due "
             f"({refund['status']}, reason {refund['reason']!r})",
             ended.ended_as,
+            refund,
         ) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StoreError(Exception):
     """Base of every error a client can cause or must wait out; the message is the `detail`."""
@@ -54,11 +56,13 @@ class Conflict(StoreError):
 
 class CheckoutEnded(Conflict):
     """A settlement for a checkout that had already ended; `ended_as` is how it ended (its
-    outcome, or "stopped" for one an operator cancelled or that ended in ERROR)."""
+    outcome, or "stopped" for one an operator cancelled or that ended in ERROR), and `refund`
+    the refund due its payment was recorded as, if it was money for it."""
 
-    def __init__(self, detail: str, ended_as: str) -> None:
+    def __init__(self, detail: str, ended_as: str, refund: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.ended_as = ended_as
+        self.refund = refund
 
 
 class TooManyUnpaid(StoreError):

@@ -161,18 +161,9 @@ async def _act(
             db, payment_id, status, provider=PROVIDER, provider_payment_id=payment_intent
         )
     except CheckoutEnded as ended:
-        if status != "paid":
-            return "ended", None, ended.detail
-        # Recorded by deliver_payment already: this reads it back (refunds.record_refund_due
-        # records once, however often it runs).
-        refund = await db.run(
-            refunds.record_refund_due,
-            payment_id=payment_id,
-            reason=ended.ended_as,
-            provider=PROVIDER,
-            provider_payment_id=payment_intent,
-        )
-        if refund is None:  # its order was paid otherwise: nothing is due from this event
+        # Recorded by deliver_payment as a refund due when it was money for an ended checkout.
+        refund = ended.refund
+        if refund is None:  # a failure, or its order was paid otherwise: nothing is due
             return "ended", None, ended.detail
         if refund["status"] == RefundStatus.DUE:
             await start_refund(payment_id, refund["provider_payment_id"] or payment_intent)
