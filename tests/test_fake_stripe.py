@@ -2,7 +2,7 @@
 Stripe documents where the store's promises depend on it: a repeated Idempotency-Key gets the
 first answer back (so a call repeated after a crash makes nothing twice), and a webhook is
 delivered again until it is answered 2xx, each time signed as stripe-python verifies. The
-store's own calls (shop/stripe_payments.py) are what make the requests here."""
+store's own calls (shop/stripe/api.py) are what make the requests here."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import stripe
 
-from widget_store.shop import stripe_payments
 from widget_store.shop.errors import PaymentDeclined
+from widget_store.shop.stripe import api as stripe_payments
 from widget_store.testing import wait_until
 from widget_store.testing.stripe import CARD_DECLINED, CARD_OK, SECRET_KEY, FakeStripe
 

@@ -27,7 +27,7 @@ import stripe
 from pydantic import ValidationError
 
 from widget_store.config import Settings
-from widget_store.shop.stripe_payments import minor_units
+from widget_store.shop.stripe.api import minor_units
 from widget_store.testing import StoreServer, wait_until
 from widget_store.testing.stripe import CARD_DECLINED, CARD_OK, FakeStripe
 

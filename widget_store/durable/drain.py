@@ -14,7 +14,7 @@ import signal
 from dbos import DBOS
 
 from ..shop.errors import Unavailable
-from ..shop.stripe_checkout import STRIPE_REFUND
+from ..shop.stripe.checkout import STRIPE_REFUND
 from ..shop.workflows import CHECKOUT, DISPATCH
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..database import primary
 from ..database.handle import Database, open_database
-from ..shop import runtime, stripe_payments
+from ..shop import runtime
+from ..shop.stripe import api as stripe_payments
 from ..shop.tables import process_starts
 from . import dbos_internals, drain, reconciler
 from .dbos_config import dbos_config

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from ..database.handle import Database
-from .stripe_payments import StripeApi
+from .stripe.api import StripeApi
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Runtime:
     # Test-only fault injection: die right after this step (see workflows._crash_point).
     fault_after_step: str | None = None
     # Stripe mode: the client the checkouts make their PaymentIntents with, and the refunds of
-    # late payments are made with (stripe_payments.py); None otherwise.
+    # late payments are made with (stripe/api.py); None otherwise.
     stripe: StripeApi | None = None
 
 

@@ -11,13 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .tables import (
-    RESTOCK_LEVEL,
-    WIDGET_ID,
-    OrderStatus,
-    orders,
-    products,
-)
+from .tables import RESTOCK_LEVEL, WIDGET_ID, OrderStatus, orders, products
 
 ORDER_COLUMNS = (
     orders.c.order_id,

@@ -137,7 +137,7 @@ refunds = Table(
     Index("refunds_status", "status"),
 )
 
-# Stripe's webhook events the store acted on (POST /webhooks/stripe, shop/stripe_checkout.py):
+# Stripe's webhook events the store acted on (POST /webhooks/stripe, shop/stripe/checkout.py):
 # one row per event id, so a redelivery is answered from it and changes nothing, and what each
 # did, for the operator: paid, failed, refund_due, mismatch (a PaymentIntent that did not match
 # its checkout, which it never settles), unknown_payment, ended (the checkout had already

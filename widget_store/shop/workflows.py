@@ -13,9 +13,10 @@ from typing import Any, Literal, TypedDict, TypeVar
 
 from dbos import DBOS, SetWorkflowID, StepOptions
 
-from . import store, stripe_payments
+from . import store
 from .runtime import current
-from .stripe_payments import StripePayment
+from .stripe import api as stripe_payments
+from .stripe.api import StripePayment
 from .tables import DISPATCH_STEPS
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ STRIPE_STEP = StepOptions(
 
 async def create_payment_intent(order_id: int, payment_id: str) -> StripePayment:
     """Stripe mode: the order's PaymentIntent, for the widget's price in the store's currency,
-    with the payment id as its Idempotency-Key and metadata (stripe_payments.py). A crash
+    with the payment id as its Idempotency-Key and metadata (stripe/api.py). A crash
     after Stripe made it and before this step's checkpoint runs the step again, and Stripe
     answers the same PaymentIntent: never two."""
     options: StepOptions = {**STRIPE_STEP, "name": "create_payment_intent"}

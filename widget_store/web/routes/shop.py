@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from ...config import Settings
-from ...shop import checkout, store, stripe_checkout
+from ...shop import checkout, store
 from ...shop.errors import InvalidInput, NotFound
+from ...shop.stripe import checkout as stripe_checkout
 from ...shop.tables import OrderStatus
 from ...shop.workflows import checkout_workflow_id
 from .. import admission

@@ -1,4 +1,4 @@
-"""Stripe's routes (shop/stripe_checkout.py does the work): its webhook, server to server, which
+"""Stripe's routes (shop/stripe/checkout.py does the work): its webhook, server to server, which
 exists whenever WIDGET_STORE_STRIPE_WEBHOOK_SECRET is set; and, in Stripe mode, the shopper's
 card, sent by the page as a Stripe.js token. Wired by web/app.py."""
 
@@ -9,8 +9,9 @@ from typing import Annotated
 import stripe
 from fastapi import APIRouter, Header, Request
 
-from ...shop import stripe_checkout, stripe_payments
 from ...shop.errors import BadRequest
+from ...shop.stripe import api as stripe_payments
+from ...shop.stripe import checkout as stripe_checkout
 from ..deps import Db, IdempotencyKey, errors, get_settings
 from ..schemas import CardIn, CardOut, StripeEventOut
 

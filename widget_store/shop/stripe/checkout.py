@@ -24,14 +24,15 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..database.handle import Database
-from . import checkout, refunds, store, stripe_payments
-from .errors import CheckoutEnded, Conflict, NotFound
-from .payments import PaymentStatus
-from .runtime import current
-from .stripe_payments import FAILED, SUCCEEDED, StripePayment
-from .tables import OrderStatus, RefundStatus, stripe_events
-from .workflows import STRIPE_PAYMENT, STRIPE_STEP, checkout_workflow_id
+from ...database.handle import Database
+from .. import checkout, refunds, store
+from ..errors import CheckoutEnded, Conflict, NotFound
+from ..payments import PaymentStatus
+from ..runtime import current
+from ..tables import OrderStatus, RefundStatus, stripe_events
+from ..workflows import STRIPE_PAYMENT, STRIPE_STEP, checkout_workflow_id
+from . import api as stripe_payments
+from .api import FAILED, SUCCEEDED, StripePayment
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 
 import stripe
 
-from .errors import InvalidInput, PaymentDeclined, Unavailable
+from ..errors import InvalidInput, PaymentDeclined, Unavailable
 
 log = logging.getLogger(__name__)
 
