@@ -33,6 +33,14 @@ MAX_SHOPPERS = 64
 PURCHASES_PER_WORKFLOW = 20
 THINK_S = (0.2, 1.5)
 
+# The built-in shoppers' requests in flight at once, per serving process. They demonstrate the
+# store for real shoppers and must never crowd them out: unbounded, the most shoppers the store
+# allows kept every connection and, on SQLite, the one write lock busy, and a real checkout
+# waited seconds behind them (bench/load_control.py).
+REQUESTS_AT_ONCE = 2
+# Between two shoppers a new load enqueues: 64 of them start over about 2 s.
+ENQUEUE_SPACING_S = 0.03
+
 Action = Literal["pay", "decline", "abandon"]
 
 
@@ -80,8 +88,13 @@ async def start_load(db: Database, **mix: int) -> dict[str, Any]:
 
 @DBOS.workflow(name="start_shoppers")
 async def start_shoppers(generation: int, count: int) -> None:
-    """Enqueue a load's shoppers; durable, so a crash midway enqueues the rest at recovery."""
+    """Enqueue a load's shoppers; durable, so a crash midway enqueues the rest at recovery.
+
+    Spaced out (a plain pause, nothing recorded) rather than all at once: a burst of enqueues
+    is a burst of writes, which on SQLite would queue a real shopper's checkout behind it."""
     for slot in range(count):
+        if slot:
+            await asyncio.sleep(ENQUEUE_SPACING_S)
         await _enqueue(generation, slot, 0)
 
 
@@ -125,11 +138,6 @@ async def restock() -> None:
     await _post("/restock")
 
 
-# The built-in shoppers' requests in flight at once, per serving process. They demonstrate the
-# store for real shoppers and must never crowd them out: unbounded, the most shoppers the store
-# allows kept every connection and, on SQLite, the one write lock busy, and a real checkout
-# waited seconds behind them (bench/load_control.py).
-REQUESTS_AT_ONCE = 4
 _in_flight: asyncio.Semaphore | None = None
 
 
