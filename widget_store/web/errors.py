@@ -50,10 +50,12 @@ def _document_errors(app: FastAPI) -> None:
             # pooled connection is busy (_database_error, _database_busy): say so, or a client
             # built from the schema takes a retryable answer for a broken server.
             for path, operations in schema["paths"].items():
-                if path in DATABASE_FREE_PATHS:
-                    continue
                 for operation in operations.values():
-                    operation["responses"].setdefault("503", errors(503)[503])
+                    # A body that is not JSON at all is FastAPI's 400, before any validation.
+                    if "requestBody" in operation:
+                        operation["responses"].setdefault("400", errors(400)[400])
+                    if path not in DATABASE_FREE_PATHS:
+                        operation["responses"].setdefault("503", errors(503)[503])
             if "HTTPValidationError" in schemas:
                 schemas["HTTPValidationError"] = {
                     "title": "HTTPValidationError",
