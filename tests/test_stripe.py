@@ -80,6 +80,16 @@ def checkout(client: httpx.Client, key: str) -> dict[str, Any]:
     return found
 
 
+def pay_elsewhere(fake: FakeStripe, payment_id: str, *, amount: int = PRICE_CENTS) -> str:
+    """A PaymentIntent made at Stripe by someone else (say, in its dashboard) naming this
+    payment id, then paid: its real webhook follows. Its id."""
+    intent = fake.client().v1.payment_intents.create(
+        params={"amount": amount, "currency": "usd", "metadata": {"payment_id": payment_id}}
+    )
+    fake.pay(intent.id)
+    return str(intent.id)
+
+
 def event_body(
     kind: str,
     *,
@@ -274,10 +284,7 @@ def test_a_payment_intent_that_does_not_match_its_checkout_never_pays_it(
         payment_intent, payment_id = found["stripe_payment_intent"], found["payment_id"]
         # Another PaymentIntent naming the checkout, for too little, paid at Stripe: its real
         # webhook arrives, and is kept as a mismatch.
-        other = fake.client().v1.payment_intents.create(
-            params={"amount": 100, "currency": "usd", "metadata": {"payment_id": payment_id}}
-        )
-        fake.pay(other.id)
+        pay_elsewhere(fake, payment_id, amount=100)
         outcome_of(server, payment_id, "mismatch")
         # The checkout's own PaymentIntent, with another amount or currency in the event.
         for amount, currency in ((PRICE_CENTS + 1, "usd"), (PRICE_CENTS, "eur")):
@@ -377,14 +384,7 @@ def test_without_a_secret_key_a_payment_intent_made_elsewhere_pays_through_the_w
         absent = client.post(f"/checkout/{key}/card", json={"token": "tok_x1234"})
         assert absent.status_code == 404
         # Made by hand at Stripe (say, in its dashboard), naming the payment id.
-        intent = fake_stripe.client().v1.payment_intents.create(
-            params={
-                "amount": PRICE_CENTS,
-                "currency": "usd",
-                "metadata": {"payment_id": found["payment_id"]},
-            }
-        )
-        fake_stripe.pay(intent.id)
+        pay_elsewhere(fake_stripe, found["payment_id"])
         wait_status(client, found["order_id"], DISPATCHED)
         # The seed's signed webhook still works beside it.
         other = checkout(client, new_key("seed"))
@@ -395,20 +395,13 @@ def test_without_a_secret_key_a_payment_intent_made_elsewhere_pays_through_the_w
         late_key = new_key("late")
         late = checkout(client, late_key)
         assert client.post(f"/checkout/{late_key}/cancel").status_code == 200
-        intent = fake_stripe.client().v1.payment_intents.create(
-            params={
-                "amount": PRICE_CENTS,
-                "currency": "usd",
-                "metadata": {"payment_id": late["payment_id"]},
-            }
-        )
-        fake_stripe.pay(intent.id)
+        intent = pay_elsewhere(fake_stripe, late["payment_id"])
         outcome_of(server, late["payment_id"], "refund_due")
         [row] = [r for r in client.get("/refunds").json() if r["payment_id"] == late["payment_id"]]
         assert (row["status"], row["provider"], row["provider_payment_id"]) == (
             "due",
             "stripe",
-            intent.id,
+            intent,
         )
         assert "no WIDGET_STORE_STRIPE_SECRET_KEY" in server.log_text()
 
