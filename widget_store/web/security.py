@@ -166,5 +166,5 @@ def refuse_cross_site(request: Request) -> None:
         )
 
 
-# For a route's `dependencies=[...]`.
+# For a router's `dependencies=[...]` (web/app.py puts it on every router but the providers').
 SameOrigin = Depends(refuse_cross_site)

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from ...demo import shoppers
 from ..deps import Db, errors
 from ..schemas import LoadIn, LoadOut
-from ..security import SameOrigin
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +27,7 @@ def _exit_now() -> None:
     os._exit(1)
 
 
-@router.post(
-    "/crash_application", status_code=202, dependencies=[SameOrigin], responses=errors(403)
-)
+@router.post("/crash_application", status_code=202, responses=errors(403))
 async def crash_application(request: Request) -> JSONResponse:
     """Kill the process at once, as a crash would; the supervisor brings it back.
 
@@ -58,13 +55,13 @@ async def read_load(db: Db) -> LoadOut:
     return LoadOut.model_validate(await db.read(shoppers.get_load_settings))
 
 
-@router.post("/load", dependencies=[SameOrigin], responses=errors(400, 403))
+@router.post("/load", responses=errors(400, 403))
 async def start_load(load: LoadIn, db: Db) -> LoadOut:
     """Start (or change) the built-in shoppers: N durable shoppers with this mix."""
     return LoadOut.model_validate(await shoppers.start_load(db, **load.model_dump()))
 
 
-@router.post("/load/stop", dependencies=[SameOrigin], responses=errors(403))
+@router.post("/load/stop", responses=errors(403))
 async def stop_load(db: Db) -> LoadOut:
     """Stop the built-in shoppers after their current purchase."""
     return LoadOut.model_validate(await shoppers.stop_load(db))
