@@ -33,6 +33,8 @@ POOL_PRE_PING = False
 # retry (workflows.IDEMPOTENT_STEP), which logs it and pauses half a second between attempts.
 STEP_RECONNECT_WINDOW_S = 5.0
 STEP_RECONNECT_WAIT_S = 1.0
+# SQLAlchemy's name for no transaction at all: each statement commits by itself.
+AUTOCOMMIT = "AUTOCOMMIT"
 
 
 def lost_connection(error: BaseException) -> bool:
@@ -69,6 +71,10 @@ class Database:
     # Postgres: what a step whose connection was lost waits for (reconnect.py), probing through
     # the step engine's own pool; None on SQLite.
     reconnect: Reconnect | None = None
+    # Postgres: the step engine and the datasource's engine on the same pools in autocommit,
+    # for a body of one statement and for reads (`transact`, `read`); on SQLite the same two.
+    one_statement_engine: sa.Engine | None = None
+    read_engine: Any = None
 
     async def run(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run `body(session=..., **kwargs)` in one transaction.
@@ -87,10 +93,17 @@ class Database:
             {"name": body.__name__, "isolation_level": self.isolation_level}, step
         )
 
-    def transact(self, body: Callable[..., T], /, **kwargs: Any) -> T:
+    def transact(
+        self, body: Callable[..., T], /, *, one_statement: bool = False, **kwargs: Any
+    ) -> T:
         """Run `body(conn=..., **kwargs)` in one plain transaction on the calling thread, with
         no checkpoint: only for bodies idempotent by themselves, which a workflow step runs on
         DBOS's executor thread between the step's own checkpoint calls (workflows.py).
+
+        `one_statement`: the body's writes are one statement, atomic by itself, and anything
+        it reads besides can be read apart from it. On Postgres it then runs in autocommit:
+        one round trip instead of three (BEGIN, the statement, COMMIT), and a dispatch makes
+        ten such steps per purchase (docs/performance.md, CPU per purchase).
 
         A lost connection is tried again as soon as the database answers, for up to
         STEP_RECONNECT_WINDOW_S: after a restart the stale connection's pool is discarded, so
@@ -99,10 +112,13 @@ class Database:
         queues for. Running the body again is safe for the reason a step retry is: it is
         idempotent.
         """
+        engine = self.step_engine
+        if one_statement and self.one_statement_engine is not None:
+            engine = self.one_statement_engine
         deadline = time.monotonic() + STEP_RECONNECT_WINDOW_S
         while True:
             try:
-                with self.step_engine.begin() as conn:
+                with engine.begin() as conn:
                     return body(conn=conn, **kwargs)
             except sa.exc.DBAPIError as exc:
                 left = deadline - time.monotonic()
@@ -113,18 +129,21 @@ class Database:
     async def read(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run a read-only body on a plain session: no checkpoint, and on SQLite no write lock
         (a datasource transaction there begins IMMEDIATE, which would queue reads behind writers).
+        On Postgres in autocommit: at READ COMMITTED every statement sees its own snapshot
+        anyway, and the read costs one round trip instead of three (BEGIN, it, ROLLBACK).
 
         A connection left stale by a Postgres restart is tried once more at once, on a new
         one: a database that is back answers, one that is still away fails again and the
         request answers 503 (web/app.py), rather than a 503 for a database that is there.
         """
+        engine = self.read_engine or self.datasource.engine
         try:
-            async with AsyncSession(self.datasource.engine) as session:
+            async with AsyncSession(engine) as session:
                 return await body(session=session, **kwargs)
         except sa.exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        async with AsyncSession(self.datasource.engine) as session:
+        async with AsyncSession(engine) as session:
             return await body(session=session, **kwargs)
 
     async def close(self) -> None:
@@ -190,11 +209,14 @@ async def open_database(settings: Settings) -> Database:
     datasource = await AsyncSQLAlchemyDatasource.create(
         settings.async_app_database_url, engine_kwargs=engine_kwargs(settings)
     )
-    level = "SERIALIZABLE" if settings.uses_sqlite else "READ COMMITTED"
     steps = step_engine(settings)
+    if settings.uses_sqlite:
+        return Database(datasource=datasource, isolation_level="SERIALIZABLE", step_engine=steps)
     return Database(
         datasource=datasource,
-        isolation_level=level,
+        isolation_level="READ COMMITTED",
         step_engine=steps,
-        reconnect=None if settings.uses_sqlite else Reconnect(steps),
+        reconnect=Reconnect(steps),
+        one_statement_engine=steps.execution_options(isolation_level=AUTOCOMMIT),
+        read_engine=datasource.engine.execution_options(isolation_level=AUTOCOMMIT),
     )

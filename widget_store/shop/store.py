@@ -110,6 +110,9 @@ def mark_paid(*, conn: Connection, order_id: int) -> float | None:
     and nothing changes; the new moment is the one recorded, and the dispatch, which starts only
     after this step, keeps to it. None when the order was CANCELLED instead: released while its
     checkout was stopped (reconciler.py), it stays released.
+
+    One write: the read after it, when the write changed nothing, needs no transaction of its
+    own, since an order that has left PENDING never goes back to it.
     """
     if not _set_status(conn, order_id, OrderStatus.PAID, OrderStatus.PENDING):
         status = conn.execute(_ORDER_STATUS, {"id": order_id}).scalar_one()
@@ -136,7 +139,7 @@ def advance_dispatch(*, conn: Connection, order_id: int, remaining: int) -> int:
 
     Idempotent, so a tick needs no checkpoint of its own in this database: run again after a
     crash, it finds the order already there and changes nothing. The guard on the current
-    progress also keeps it from ever going up, or below zero.
+    progress also keeps it from ever going up, or below zero. One statement.
     """
     status = OrderStatus.DISPATCHED if remaining == 0 else OrderStatus.PAID
     conn.execute(_ADVANCE, {"id": order_id, "remaining": remaining, "to_status": status})

@@ -183,10 +183,15 @@ IDEMPOTENT_STEP = StepOptions(
 )
 
 
-async def _step(name: str, body: Callable[..., T], **kwargs: Any) -> T:
-    """Run `body` in one transaction (Database.transact) as the durable step `name`."""
+async def _step(
+    name: str, body: Callable[..., T], *, one_statement: bool = False, **kwargs: Any
+) -> T:
+    """Run `body` in one transaction (Database.transact) as the durable step `name`;
+    `one_statement`: a body that writes with one statement (Database.transact says why)."""
     options: StepOptions = {**IDEMPOTENT_STEP, "name": name}
-    return await DBOS.run_step_async(options, current().db.transact, body, **kwargs)
+    return await DBOS.run_step_async(
+        options, current().db.transact, body, one_statement=one_statement, **kwargs
+    )
 
 
 async def place_order(checkout_id: str, client: str | None) -> tuple[int, str | None]:
@@ -232,7 +237,7 @@ async def _create_payment_intent(order_id: int, payment_id: str) -> StripePaymen
 async def mark_paid(order_id: int) -> float | None:
     """The order PAID; answers the moment, which fixes the dispatch schedule (store.mark_paid),
     or None when the order was already released."""
-    return await _step("mark_paid", store.mark_paid, order_id=order_id)
+    return await _step("mark_paid", store.mark_paid, one_statement=True, order_id=order_id)
 
 
 async def release_order(order_id: int, *, why: str | None = None) -> bool:
@@ -258,7 +263,11 @@ def log_repair(order_id: int, transition: str, message: str, *args: object) -> N
 async def tick_dispatch(order_id: int, remaining: int) -> int:
     """One dispatch tick: progress down to `remaining` (store.advance_dispatch)."""
     return await _step(
-        "tick_dispatch", store.advance_dispatch, order_id=order_id, remaining=remaining
+        "tick_dispatch",
+        store.advance_dispatch,
+        one_statement=True,
+        order_id=order_id,
+        remaining=remaining,
     )
 
 
