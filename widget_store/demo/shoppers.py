@@ -69,9 +69,14 @@ def shopper_workflow_id(generation: int, slot: int, round_: int) -> str:
     return f"shopper:{generation}:{slot}:{round_}"
 
 
+# How often each serving process looks for shoppers to start: every poll is a transaction,
+# whether or not any load runs, and a shopper that starts a second late changes nothing.
+QUEUE_POLLING_S = 1.0
+
+
 async def register_queue() -> None:
     await DBOS.register_queue_async(
-        QUEUE, worker_concurrency=MAX_SHOPPERS, polling_interval_sec=0.2
+        QUEUE, worker_concurrency=MAX_SHOPPERS, polling_interval_sec=QUEUE_POLLING_S
     )
 
 
