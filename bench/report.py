@@ -79,7 +79,11 @@ def print_load_report(title: str, result: dict[str, Any]) -> None:
     client_text = "" if client is None else f"   (load generator {client:.1f})"
     print(f"CPU seconds over {resources['wall_s']:.1f} s: {cpu}{client_text}")
     per = fmt(result["cpu_ms_per_purchase"])
-    print(f"CPU ms per purchase (steady state): {per}   peak RSS MiB: {rss}")
+    store = fmt(result.get("store_cpu_ms_per_purchase"))
+    print(f"CPU ms per purchase (steady state): {per}, the store's processes alone {store}")
+    if result.get("transactions_per_purchase") is not None:
+        print(f"database transactions per purchase: {fmt(result['transactions_per_purchase'])}")
+    print(f"peak RSS MiB: {rss}")
     if resources.get("postgres_restarted") or result["steady_resources"].get("postgres_restarted"):
         print("WARNING: Postgres restarted during the run: these figures are not valid")
     sys.stdout.flush()

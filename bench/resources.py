@@ -82,6 +82,8 @@ class PostgresSnapshot:
 
     started_at: str | None = None
     backends: tuple[int, ...] = ()
+    # Transactions the database has ended so far (committed and rolled back), every client's.
+    transactions: int = 0
 
 
 def postgres_snapshot(url: str | None) -> PostgresSnapshot:
@@ -93,13 +95,22 @@ def postgres_snapshot(url: str | None) -> PostgresSnapshot:
     try:
         with engine.connect() as conn:
             started = conn.execute(sa.text("SELECT pg_postmaster_start_time()::text")).scalar()
+            # Counted when a backend reports its statistics (at most a second late): over a
+            # window of tens of seconds, near enough.
+            transactions = conn.execute(
+                sa.text(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+            ).scalar_one()
             rows = conn.execute(
                 sa.text(
                     "SELECT pid FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
             )
-            return PostgresSnapshot(started, tuple(int(row[0]) for row in rows))
+            backends = tuple(int(row[0]) for row in rows)
+            return PostgresSnapshot(started, backends, int(transactions))
     finally:
         engine.dispose()
 
@@ -146,6 +157,8 @@ class CpuMeter:
                 for pid, cpu in _cpu_by_pid(after.backends).items()
             )
             resources["postgres_restarted"] = after.started_at != self._postgres_before.started_at
+            # Less the two snapshots' own.
+            resources["transactions"] = after.transactions - self._postgres_before.transactions - 2
         return resources
 
 
@@ -179,10 +192,26 @@ async def run_metered(
     client_cpu = cpu_seconds("self") - client_before if separate_client else None
     result = {**load, **recorder.summary(), "resources": await asyncio.to_thread(whole.stop)}
     purchases = result["windows"][window_name]["purchases"]
-    cpu = sum(window["cpu_s"].values())
     result.update(
         steady_resources=window,
         client_cpu_s=client_cpu,
-        cpu_ms_per_purchase=cpu * 1000 / purchases if purchases else None,
+        **per_purchase(window, purchases),
     )
     return result
+
+
+def per_purchase(window: dict[str, Any], purchases: int) -> dict[str, float | None]:
+    """A metered window's costs divided by the purchases made in it: CPU ms of everything
+    metered, of the store's processes alone (the serving processes and supervisor, not
+    Postgres), and database transactions (Postgres only)."""
+    if not purchases:
+        return {"cpu_ms_per_purchase": None, "store_cpu_ms_per_purchase": None}
+    cpu = window["cpu_s"]
+    store = sum(seconds for name, seconds in cpu.items() if name != "postgres")
+    found: dict[str, float | None] = {
+        "cpu_ms_per_purchase": sum(cpu.values()) * 1000 / purchases,
+        "store_cpu_ms_per_purchase": store * 1000 / purchases,
+    }
+    if "transactions" in window:
+        found["transactions_per_purchase"] = window["transactions"] / purchases
+    return found
