@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from widget_store.testing import is_standby
+
 from .loadgen import Purchase, Recorder, drive
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -48,15 +50,19 @@ def command_line(pid: int | str) -> str:
 
 
 def store_processes(serving_pid: int) -> dict[str, int]:
-    """The serving child and, when it runs under one, its supervisor."""
+    """The serving child and, when it runs under one, its supervisor and its other children:
+    with --workers, the other serving processes, and each one's standby."""
     found = {"server": serving_pid}
     supervisor = parent_pid(serving_pid)
     if "widget_store" in command_line(supervisor) or "widget-store" in command_line(supervisor):
         found["supervisor"] = supervisor
-        # With --workers, every serving child of that supervisor.
-        for n, child in enumerate(children(supervisor), start=1):
-            if child != serving_pid:
-                found[f"server-{n}"] = child
+        others = [child for child in children(supervisor) if child != serving_pid]
+        serving = [child for child in others if not is_standby(child)]
+        standbys = [child for child in others if is_standby(child)]
+        for n, child in enumerate(serving, start=2):
+            found[f"server-{n}"] = child
+        for n, child in enumerate(standbys, start=1):
+            found["standby" if len(standbys) == 1 else f"standby-{n}"] = child
     return found
 
 

@@ -8,6 +8,9 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
 
 - The listening socket is opened once, here, and inherited by each child, so connections that
   arrive while a child restarts wait in the kernel's backlog instead of being refused.
+- Once a child serves, a standby for it is started (standby.py): a process that has imported
+  everything and waits. When the child dies, the standby starts in its place at once, and a
+  crash costs the start of the app and DBOS's launch, not Python's imports.
 - A child that dies within 2 s of starting counts towards a crash loop, which backs off
   exponentially; a child that served for longer resets it.
 - A child that fails before it serves (the database away, the store's tables missing) says
@@ -41,6 +44,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import FrameType
 
+from .standby import Standby
 from .start_report import Report, read_report
 from .unavailable import Unavailable
 
@@ -115,6 +119,8 @@ class Slot:
     sock: socket.socket
     child: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    # The process that takes over when the child dies, started once the child serves.
+    standby: Standby | None = None
 
 
 class Supervisor:
@@ -166,7 +172,30 @@ class Supervisor:
         return self.slots[0].child
 
     def _start_child(self, slot: Slot) -> tuple[subprocess.Popen[bytes], int]:
-        """The child, and the read end of the pipe on which it says whether it started."""
+        """The child, and the read end of the pipe on which it says whether it started: the
+        slot's standby if it has one still waiting, else a new process."""
+        standby, slot.standby = slot.standby, None
+        if standby is not None:
+            if standby.start({RESTART_COUNT_ENV: str(slot.restarts)}):
+                return standby.process, standby.report_fd
+            standby.discard()
+        child, report_fd, _ = self._spawn(slot)
+        return child, report_fd
+
+    def _start_standby(self, slot: Slot) -> None:
+        """Have a standby ready for the slot's next start (standby.py), unless stopping."""
+        with self.lock:
+            if self.stopping.is_set() or slot.standby is not None:
+                return
+            child, report_fd, start_fd = self._spawn(slot, standby=True)
+            assert start_fd is not None
+            slot.standby = Standby(child, report_fd, start_fd)
+
+    def _spawn(
+        self, slot: Slot, *, standby: bool = False
+    ) -> tuple[subprocess.Popen[bytes], int, int | None]:
+        """A serving process for the slot, the read end of its start report pipe and, for a
+        standby, the write end of the pipe it waits on before it starts."""
         env = {
             **os.environ,
             RESTART_COUNT_ENV: str(slot.restarts),
@@ -175,18 +204,25 @@ class Supervisor:
         }
         fd = slot.sock.fileno()
         report_read, report_write = os.pipe()
+        start_read, start_write = os.pipe() if standby else (-1, None)
         command = [sys.executable, "-m", "widget_store.server.worker", str(fd), str(report_write)]
+        kept = [fd, report_write]
+        if start_write is not None:
+            command.append(str(start_read))
+            kept.append(start_read)
         try:
-            child = subprocess.Popen(
-                command, env=env, pass_fds=(fd, report_write), preexec_fn=_die_with_parent
-            )
+            child = subprocess.Popen(command, env=env, pass_fds=kept, preexec_fn=_die_with_parent)
         except BaseException:
             os.close(report_read)
+            if start_write is not None:
+                os.close(start_write)
             raise
         finally:
-            # Only the child holds the write end: its death ends the pipe.
+            # Only the child holds these ends: its death ends the report pipe.
             os.close(report_write)
-        return child, report_read
+            if start_write is not None:
+                os.close(start_read)
+        return child, report_read, start_write
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: stopping the server", signal.Signals(signum).name)
@@ -225,6 +261,7 @@ class Supervisor:
             report = read_report(report_fd)
             if report.serving:
                 self._served(slot)
+                self._start_standby(slot)
             code = slot.child.wait()
             if self.stopping.is_set():
                 break
@@ -304,6 +341,9 @@ class Supervisor:
             return self._pause(delay)
 
     def _stop_child(self, slot: Slot) -> None:
+        if slot.standby is not None:
+            slot.standby.discard()
+            slot.standby = None
         child = slot.child
         if child is None or child.poll() is not None:
             return

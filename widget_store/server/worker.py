@@ -16,6 +16,7 @@ from ..web.deps import loopback_url
 from . import heap, logs
 from .cli import describe_database, load_settings
 from .http_limits import ConnectionLimits, http_protocol
+from .standby import wait_for_start
 from .start_failure import give_up, watched
 from .start_report import StartReporter
 
@@ -30,7 +31,11 @@ def announce(settings: Settings, address: str) -> None:
 
 
 def main() -> None:
-    """argv: the listening socket's fd, and the write end of the supervisor's pipe."""
+    """argv: the listening socket's fd, the write end of the supervisor's pipe, and for a
+    standby the read end of the pipe it waits on (standby.py). Everything above is imported
+    by then: a standby has done the slow part of a start before it is needed."""
+    if len(sys.argv) > 3 and not wait_for_start(int(sys.argv[3])):
+        return
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
     reporter = StartReporter(int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -59,6 +59,15 @@ def wait_until(
     raise TimeoutError(f"waited {timeout} s for {what}; last error: {last_error!r}")
 
 
+def is_standby(pid: int) -> bool:
+    """A standby still waiting to start (server/standby.py): one thread, where a process that
+    serves runs uvicorn's, DBOS's and the pools' besides. False for a process that is gone."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) == 1
+    except OSError:
+        return False
+
+
 def signature(secret: str, payment_id: str, status: str, timestamp: int | None = None) -> str:
     """The contract's webhook signature, written out independently of the store's own code."""
     t = int(time.time()) if timestamp is None else timestamp
