@@ -210,6 +210,8 @@ def print_waiting(result: dict[str, Any], backend: str) -> None:
     print("check: all ended correctly" if not result["problems"] else "check FAILED:")
     for problem in result["problems"]:
         print(f"  {problem}")
+    if result["errors"]:
+        print(f"errors: {result['errors']}")
 
 
 # --- (b) dispatch workflows in flight ----------------------------------------------------------

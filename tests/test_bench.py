@@ -52,6 +52,11 @@ def test_load_closed_loop(backend: str, tmp_path: Path) -> None:
     )
     assert_sold_without_errors(stdout, result)
     assert {"server", "supervisor"} <= set(result["resources"]["cpu_s"])
+    assert 0 < result["store_cpu_ms_per_purchase"] <= result["cpu_ms_per_purchase"]
+    if backend == "postgres":
+        # The checkout and the dispatch's ten ticks alone make more than 20.
+        assert result["transactions_per_purchase"] > 20
+        assert "database transactions per purchase" in stdout
 
 
 @pytest.mark.timeout(300)
@@ -94,6 +99,18 @@ def test_engine(backend: str, tmp_path: Path) -> None:
     )
     assert_sold_without_errors(stdout, result)
     assert result["kind"] == "engine"
+
+
+@pytest.mark.timeout(300)
+def test_step_cost(backend: str, tmp_path: Path) -> None:
+    stdout, result = run_bench(
+        "step_cost", *database_args(backend), "--steps", "20", out=tmp_path / "r.json"
+    )
+    kinds = [row[0] for row in result["rows"]]
+    assert kinds[:2] == ["step: empty", "step: transaction"]
+    assert ("step: autocommit" in kinds) == (backend == "postgres")
+    assert all(cpu > 0 and wall > 0 for _, cpu, wall in result["rows"]), result["rows"]
+    assert "CPU ms" in stdout
 
 
 @pytest.mark.timeout(300)
