@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from widget_store.testing import is_standby
+from widget_store.testing import children, is_standby
 
 from .loadgen import Purchase, Recorder, drive
 
@@ -63,22 +63,6 @@ def store_processes(serving_pid: int) -> dict[str, int]:
             found[f"server-{n}"] = child
         for n, child in enumerate(standbys, start=1):
             found["standby" if len(standbys) == 1 else f"standby-{n}"] = child
-    return found
-
-
-def children(pid: int) -> list[int]:
-    """A process's children (Linux), started from any of its threads."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as listed:
-                found += [int(part) for part in listed.read().split()]
-        except OSError:
-            continue
     return found
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from widget_store.config import Settings
-from widget_store.testing import StoreServer, is_standby, wait_until
+from widget_store.testing import StoreServer, children, is_standby, wait_until
 
 from .support import DISPATCHED, MakeServer, new_key, wait_status
 from .test_supervisor import pid_alive
@@ -26,13 +26,7 @@ def workers_of(server: StoreServer) -> dict[str, int]:
     """executor id -> pid of each serving child of the server's supervisor (its standbys,
     which carry a worker's executor id too, left out)."""
     assert server.proc is not None
-    pids = []
-    # Each worker is started from a thread of its own: its task lists it.
-    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
-        try:
-            pids += [int(part) for part in (task / "children").read_text().split()]
-        except OSError:
-            continue
+    pids = children(server.proc.pid)
     found = {}
     for pid in pids:
         if is_standby(pid):

@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     # A serving process that dies sooner than this after its start counts towards a crash
     # loop, which the supervisor backs off from; one that lived longer restarts at once.
     crash_loop_window_s: float = Field(default=2.0, gt=0)
+    # A standby per serving process, its imports done, that takes over when it dies
+    # (server/standby.py): a quicker recovery for about 100 MiB of memory each.
+    standby: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # DBOS's OpenTelemetry export of traces and logs; off unless an OTLP endpoint is given.

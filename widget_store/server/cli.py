@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
             host,
             port,
             crash_loop_window_s=settings.crash_loop_window_s,
+            standby=settings.standby,
             sock=sock,
             workers=workers,
             executor_id=settings.executor_id,

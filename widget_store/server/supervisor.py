@@ -8,9 +8,10 @@ that DBOS recovers that process's pending workflows at launch. What is left is s
 
 - The listening socket is opened once, here, and inherited by each child, so connections that
   arrive while a child restarts wait in the kernel's backlog instead of being refused.
-- Once a child serves, a standby for it is started (standby.py): a process that has imported
-  everything and waits. When the child dies, the standby starts in its place at once, and a
-  crash costs the start of the app and DBOS's launch, not Python's imports.
+- Once a child serves, a standby for it is started (standby.py; WIDGET_STORE_STANDBY=0 keeps
+  none): a process that has imported everything and waits. When the child dies, the standby
+  starts in its place at once, and a crash costs the start of the app and DBOS's launch, not
+  Python's imports.
 - A child that dies within 2 s of starting counts towards a crash loop, which backs off
   exponentially; a child that served for longer resets it.
 - A child that fails before it serves (the database away, the store's tables missing) says
@@ -137,12 +138,15 @@ class Supervisor:
         sockets: list[socket.socket] | None = None,
         prepare: Callable[[], str | None] | None = None,
         database_answers: Callable[[], bool] | None = None,
+        standby: bool = True,
     ) -> None:
         """`prepare`: what must succeed before any child starts (the migrations, when the
         database was away at the start): None once done, else why not, tried again with the
         backoff. `database_answers`: whether the database takes a connection now, which cuts a
-        wait short once a database that was away is back."""
+        wait short once a database that was away is back. `standby`: keep a standby ready for
+        each child (standby.py)."""
         self.sock = sock
+        self.standby = standby
         self.grace_s = grace_s
         self.prepare = prepare
         self.database_answers = database_answers
@@ -185,7 +189,7 @@ class Supervisor:
     def _start_standby(self, slot: Slot) -> None:
         """Have a standby ready for the slot's next start (standby.py), unless stopping."""
         with self.lock:
-            if self.stopping.is_set() or slot.standby is not None:
+            if not self.standby or self.stopping.is_set() or slot.standby is not None:
                 return
             child, report_fd, start_fd = self._spawn(slot, standby=True)
             assert start_fd is not None
@@ -372,9 +376,10 @@ def supervise(
     executor_id: str | None = None,
     prepare: Callable[[], str | None] | None = None,
     database_answers: Callable[[], bool] | None = None,
+    standby: bool = True,
 ) -> int:
     """`sock`: the socket already listening on host:port (the CLI opens it before migrating);
-    `prepare` and `database_answers`: as Supervisor takes them."""
+    `prepare`, `database_answers` and `standby`: as Supervisor takes them."""
     sock = sock or listen(host, port)
     sockets: list[socket.socket] = []
     if workers > 1:
@@ -398,6 +403,7 @@ def supervise(
             sockets=sockets,
             prepare=prepare,
             database_answers=database_answers,
+            standby=standby,
         )
         return supervisor.run()
     finally:

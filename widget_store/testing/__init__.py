@@ -59,6 +59,22 @@ def wait_until(
     raise TimeoutError(f"waited {timeout} s for {what}; last error: {last_error!r}")
 
 
+def children(pid: int) -> list[int]:
+    """A process's children (Linux), started from any of its threads."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                found += [int(part) for part in listed.read().split()]
+        except OSError:
+            continue
+    return found
+
+
 def is_standby(pid: int) -> bool:
     """A standby still waiting to start (server/standby.py): one thread, where a process that
     serves runs uvicorn's, DBOS's and the pools' besides. False for a process that is gone."""
