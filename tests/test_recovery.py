@@ -64,8 +64,19 @@ def test_checkout_waiting_for_payment_survives_the_crash_button(make_server: Mak
         # The shopper's retry rejoins the same checkout, with no warning said of it.
         assert client.post(f"/checkout/{key}").text == payment_id
         assert "already exists in queue" not in server.log_text()
-        listed = client.get("/workflows", params={"status": "PENDING"}).json()
-        [checkout] = [wf for wf in listed if wf["workflow_id"] == f"checkout:{key}"]
+        # Re-enqueued at the launch, it runs again (PENDING) at the next poll of DBOS's queue.
+        checkout = wait_until(
+            lambda: next(
+                (
+                    wf
+                    for wf in client.get("/workflows", params={"status": "PENDING"}).json()
+                    if wf["workflow_id"] == f"checkout:{key}"
+                ),
+                None,
+            ),
+            timeout=10,
+            what="the recovered checkout to run",
+        )
         assert checkout["recoveries"] == 1
         assert checkout["recovery_attempts"] == 2
         paid = server.pay(client, payment_id, "paid")
