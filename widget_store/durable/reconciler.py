@@ -29,10 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..database.handle import Database
-from ..shop.tables import OrderStatus, as_utc, orders
+from ..shop.tables import UNSETTLED, OrderStatus, as_utc, orders
 from ..shop.workflows import (
-    CHECKOUT,
-    DISPATCH,
     dispatch_workflow,
     dispatch_workflow_id,
     log_repair,
@@ -44,6 +42,8 @@ log = logging.getLogger(__name__)
 # DBOS statuses of a workflow that still runs, or will.
 LIVE = ("PENDING", "ENQUEUED", "DELAYED")
 RESUMABLE = ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+# Unsettled orders looked at together (find_stranded).
+CHUNK = 500
 
 
 def _workflow_ids(order: dict[str, Any]) -> list[str]:
@@ -58,32 +58,38 @@ async def find_stranded(db: Database) -> list[tuple[dict[str, Any], dict[str, st
     """The stranded orders, each with the statuses of its workflows (by id; a missing one is
     absent).
 
-    Two reads in bulk (the unsettled orders, then every live checkout and dispatch) give the
-    candidates; each is then confirmed on its own (its workflows, then the order again), so a
-    workflow that settled its order between the two bulk reads is not counted.
+    The unsettled orders are read CHUNK at a time, in order, and the statuses of each chunk's
+    workflows in one read: what a pass holds at once, and what it asks DBOS, is bounded by
+    the chunk, not by the orders waiting (10,000 waiting checkouts were 20,000 rows read into
+    memory every pass, in every serving process). A candidate is then confirmed on its own
+    (the order read again), so an order settled by its workflow between the two reads is not
+    counted.
     """
-    orders = await db.read(unsettled_orders)
-    if not orders:
-        return []
-    running = await DBOS.list_workflows_async(
-        status=list(LIVE), name=[CHECKOUT, DISPATCH], load_input=False, load_output=False
-    )
-    live = {workflow.workflow_id for workflow in running}
-    stranded = []
-    for order in orders:
-        ids = _workflow_ids(order)
-        if any(workflow_id in live for workflow_id in ids):
-            continue
+    stranded: list[tuple[dict[str, Any], dict[str, str]]] = []
+    after = 0
+    while True:
+        chunk = await db.read(unsettled_orders, after=after, limit=CHUNK)
+        if not chunk:
+            return stranded
+        after = chunk[-1]["order_id"]
+        ids = [workflow_id for order in chunk for workflow_id in _workflow_ids(order)]
         found = await DBOS.list_workflows_async(
             workflow_ids=ids, load_input=False, load_output=False
         )
-        statuses: dict[str, str] = {w.workflow_id: str(w.status) for w in found}
-        if any(status in LIVE for status in statuses.values()):
-            continue
-        if await db.read(order_status, order_id=order["order_id"]) != order["order_status"]:
-            continue
-        stranded.append((order, statuses))
-    return stranded
+        status_of = {workflow.workflow_id: str(workflow.status) for workflow in found}
+        for order in chunk:
+            statuses = {
+                workflow_id: status_of[workflow_id]
+                for workflow_id in _workflow_ids(order)
+                if workflow_id in status_of
+            }
+            if any(status in LIVE for status in statuses.values()):
+                continue
+            if await db.read(order_status, order_id=order["order_id"]) != order["order_status"]:
+                continue
+            stranded.append((order, statuses))
+        if len(chunk) < CHUNK:
+            return stranded
 
 
 async def count_stranded(db: Database) -> int:
@@ -145,16 +151,22 @@ async def run(db: Database, interval_s: float) -> None:
             log.warning("reconciling orders failed, retrying in %.1f s: %s", interval_s, exc)
 
 
-async def unsettled_orders(*, session: AsyncSession) -> list[dict[str, Any]]:
-    """Every order a workflow still has to move on: PENDING (its checkout) or PAID (its
-    dispatch), with the checkout that made it and when it last changed."""
+async def unsettled_orders(
+    *, session: AsyncSession, after: int = 0, limit: int = CHUNK
+) -> list[dict[str, Any]]:
+    """Up to `limit` PENDING or PAID orders (the ones a workflow still has to move on) after
+    order `after`, in order, with the checkout that made each and when it last changed. Read
+    through their own index (migration 0007), whose condition this repeats word for word."""
     rows = await session.execute(
         select(
             orders.c.order_id,
             orders.c.checkout_id,
             orders.c.order_status,
             orders.c.last_update_time,
-        ).where(orders.c.order_status.in_((OrderStatus.PENDING, OrderStatus.PAID)))
+        )
+        .where(UNSETTLED, orders.c.order_id > after)
+        .order_by(orders.c.order_id)
+        .limit(limit)
     )
     return [dict(row) for row in rows.mappings()]
 
