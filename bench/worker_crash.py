@@ -14,29 +14,18 @@ import signal
 import statistics
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
-from widget_store.testing import Database, StoreServer, wait_until
+from widget_store.testing import Database, StoreServer, serving_workers, wait_until
 
 from .servers import fresh_database
 
 
 def workers(server: StoreServer) -> dict[str, int]:
-    """executor id -> pid of each serving child of the supervisor."""
+    """Executor id -> pid of each serving child of the supervisor."""
     assert server.proc is not None
-    found: dict[str, int] = {}
-    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
-        try:
-            pids = [int(part) for part in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for pid in pids:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            env = dict(item.split(b"=", 1) for item in environ if b"=" in item)
-            found[env[b"WIDGET_STORE_EXECUTOR_ID"].decode()] = pid
-    return found
+    return serving_workers(server.proc.pid)
 
 
 def one_round(server: StoreServer, client: httpx.Client, database: Database) -> tuple[str, float]:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from widget_store.config import Settings
-from widget_store.testing import StoreServer, children, is_standby, wait_until
+from widget_store.testing import StoreServer, serving_workers, wait_until
 
 from .support import DISPATCHED, MakeServer, new_key, wait_status
 from .test_supervisor import pid_alive
@@ -23,23 +23,9 @@ pytestmark = pytest.mark.crash
 
 
 def workers_of(server: StoreServer) -> dict[str, int]:
-    """executor id -> pid of each serving child of the server's supervisor (its standbys,
-    which carry a worker's executor id too, left out)."""
+    """Executor id -> pid of each serving child of the server's supervisor."""
     assert server.proc is not None
-    pids = children(server.proc.pid)
-    found = {}
-    for pid in pids:
-        if is_standby(pid):
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as environ:
-                env = dict(
-                    item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item
-                )
-        except OSError:
-            continue
-        found[env[b"WIDGET_STORE_EXECUTOR_ID"].decode()] = pid
-    return found
+    return serving_workers(server.proc.pid)
 
 
 def two_workers(make_server: MakeServer, backend: str) -> StoreServer:

@@ -75,6 +75,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def serving_workers(supervisor_pid: int) -> dict[str, int]:
+    """Executor id -> pid of each serving child of a supervisor; its standbys, which carry a
+    worker's executor id too, left out. A child that exits meanwhile is left out as well."""
+    found = {}
+    for pid in children(supervisor_pid):
+        if is_standby(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                env = dict(
+                    item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item
+                )
+        except OSError:
+            continue
+        found[env[b"WIDGET_STORE_EXECUTOR_ID"].decode()] = pid
+    return found
+
+
 def is_standby(pid: int) -> bool:
     """A standby still waiting to start (server/standby.py): one thread, where a process that
     serves runs uvicorn's, DBOS's and the pools' besides. False for a process that is gone."""
