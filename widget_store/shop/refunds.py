@@ -18,6 +18,7 @@ from sqlalchemy import Numeric, Select, bindparam, cast, func, literal, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .store import first_row
 from .tables import WIDGET_ID, OrderStatus, RefundStatus, orders, products, refunds
 
 # Who marked a refund done through the operator's route.
@@ -95,8 +96,7 @@ async def record_refund_due(
         )
         .on_conflict_do_nothing(index_elements=[refunds.c.payment_id])
     )
-    row = (await session.execute(_one(payment_id))).mappings().first()
-    return dict(row) if row else None
+    return await first_row(session, _one(payment_id))
 
 
 async def mark_refunded(
@@ -110,8 +110,7 @@ async def mark_refunded(
     it. Idempotent: one already refunded is returned as it is (the first marking stands). None
     for a payment id with no refund."""
     await session.execute(_MARK_REFUNDED, {"pid": payment_id, "by": by, "reference": reference})
-    row = (await session.execute(_one(payment_id))).mappings().first()
-    return dict(row) if row else None
+    return await first_row(session, _one(payment_id))
 
 
 async def list_refunds(

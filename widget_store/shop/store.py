@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, Executable, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .tables import RESTOCK_LEVEL, WIDGET_ID, OrderStatus, orders, products
@@ -165,13 +165,14 @@ async def restock(*, session: AsyncSession) -> int:
     return RESTOCK_LEVEL
 
 
-async def get_product(*, session: AsyncSession) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(products).where(products.c.product_id == WIDGET_ID)))
-        .mappings()
-        .first()
-    )
+async def first_row(session: AsyncSession, query: Executable) -> dict[str, Any] | None:
+    """The query's first row as a dict, or None when it has none."""
+    row = (await session.execute(query)).mappings().first()
     return dict(row) if row else None
+
+
+async def get_product(*, session: AsyncSession) -> dict[str, Any] | None:
+    return await first_row(session, select(products).where(products.c.product_id == WIDGET_ID))
 
 
 async def get_inventory(*, session: AsyncSession) -> int:
@@ -181,12 +182,7 @@ async def get_inventory(*, session: AsyncSession) -> int:
 
 
 async def get_order(*, session: AsyncSession, order_id: int) -> dict[str, Any] | None:
-    row = (
-        (await session.execute(select(*ORDER_COLUMNS).where(orders.c.order_id == order_id)))
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+    return await first_row(session, select(*ORDER_COLUMNS).where(orders.c.order_id == order_id))
 
 
 async def list_orders(*, session: AsyncSession, limit: int) -> list[dict[str, Any]]:
@@ -197,22 +193,14 @@ async def list_orders(*, session: AsyncSession, limit: int) -> list[dict[str, An
 
 async def get_checkout(*, session: AsyncSession, checkout_id: str) -> dict[str, Any] | None:
     """A checkout's order, with its payment id if the widget was reserved."""
-    row = (
-        (
-            await session.execute(
-                select(
-                    orders.c.order_id,
-                    orders.c.order_status,
-                    case(
-                        (orders.c.reserved_epoch.is_(None), None), else_=orders.c.payment_id
-                    ).label("payment_id"),
-                ).where(orders.c.checkout_id == checkout_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+    query = select(
+        orders.c.order_id,
+        orders.c.order_status,
+        case((orders.c.reserved_epoch.is_(None), None), else_=orders.c.payment_id).label(
+            "payment_id"
+        ),
+    ).where(orders.c.checkout_id == checkout_id)
+    return await first_row(session, query)
 
 
 async def find_checkout(*, session: AsyncSession, payment_id: str) -> str | None:

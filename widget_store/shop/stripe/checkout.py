@@ -199,23 +199,15 @@ async def _mismatch(
 
 async def find_event(*, session: AsyncSession, event_id: str) -> dict[str, Any] | None:
     """What the store did with this event id, if it acted on it before."""
-    row = (
-        (
-            await session.execute(
-                select(
-                    stripe_events.c.event_id,
-                    stripe_events.c.type,
-                    stripe_events.c.outcome,
-                    stripe_events.c.payment_id,
-                    stripe_events.c.order_id,
-                    stripe_events.c.detail,
-                ).where(stripe_events.c.event_id == event_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
+    query = select(
+        stripe_events.c.event_id,
+        stripe_events.c.type,
+        stripe_events.c.outcome,
+        stripe_events.c.payment_id,
+        stripe_events.c.order_id,
+        stripe_events.c.detail,
+    ).where(stripe_events.c.event_id == event_id)
+    return await store.first_row(session, query)
 
 
 async def record_event(*, session: AsyncSession, row: dict[str, Any]) -> None:
