@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import psycopg
 import sqlalchemy as sa
 from dbos import AsyncSQLAlchemyDatasource
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..config import Settings
 from .reconnect import Reconnect
@@ -68,13 +68,13 @@ class Database:
     isolation_level: Any
     # The same database through a sync driver, for the workflow steps' bodies (`transact`).
     step_engine: sa.Engine
+    # For a body of one statement and for reads (`transact`, `read`): on Postgres the step
+    # engine and the datasource's engine on the same pools in autocommit; on SQLite the same two.
+    one_statement_engine: sa.Engine
+    read_engine: AsyncEngine
     # Postgres: what a step whose connection was lost waits for (reconnect.py), probing through
     # the step engine's own pool; None on SQLite.
     reconnect: Reconnect | None = None
-    # Postgres: the step engine and the datasource's engine on the same pools in autocommit,
-    # for a body of one statement and for reads (`transact`, `read`); on SQLite the same two.
-    one_statement_engine: sa.Engine | None = None
-    read_engine: Any = None
 
     async def run(self, body: Callable[..., Awaitable[T]], /, **kwargs: Any) -> T:
         """Run `body(session=..., **kwargs)` in one transaction.
@@ -112,9 +112,7 @@ class Database:
         queues for. Running the body again is safe for the reason a step retry is: it is
         idempotent.
         """
-        engine = self.step_engine
-        if one_statement and self.one_statement_engine is not None:
-            engine = self.one_statement_engine
+        engine = self.one_statement_engine if one_statement else self.step_engine
         deadline = time.monotonic() + STEP_RECONNECT_WINDOW_S
         while True:
             try:
@@ -136,14 +134,13 @@ class Database:
         one: a database that is back answers, one that is still away fails again and the
         request answers 503 (web/app.py), rather than a 503 for a database that is there.
         """
-        engine = self.read_engine or self.datasource.engine
         try:
-            async with AsyncSession(engine) as session:
+            async with AsyncSession(self.read_engine) as session:
                 return await body(session=session, **kwargs)
         except sa.exc.DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        async with AsyncSession(engine) as session:
+        async with AsyncSession(self.read_engine) as session:
             return await body(session=session, **kwargs)
 
     async def close(self) -> None:
@@ -211,12 +208,18 @@ async def open_database(settings: Settings) -> Database:
     )
     steps = step_engine(settings)
     if settings.uses_sqlite:
-        return Database(datasource=datasource, isolation_level="SERIALIZABLE", step_engine=steps)
+        return Database(
+            datasource=datasource,
+            isolation_level="SERIALIZABLE",
+            step_engine=steps,
+            one_statement_engine=steps,
+            read_engine=datasource.engine,
+        )
     return Database(
         datasource=datasource,
         isolation_level="READ COMMITTED",
         step_engine=steps,
-        reconnect=Reconnect(steps),
         one_statement_engine=steps.execution_options(isolation_level=AUTOCOMMIT),
         read_engine=datasource.engine.execution_options(isolation_level=AUTOCOMMIT),
+        reconnect=Reconnect(steps),
     )

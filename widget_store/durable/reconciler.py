@@ -72,17 +72,15 @@ async def find_stranded(db: Database) -> list[tuple[dict[str, Any], dict[str, st
         if not chunk:
             return stranded
         after = chunk[-1]["order_id"]
-        ids = [workflow_id for order in chunk for workflow_id in _workflow_ids(order)]
+        ids_of = [(order, _workflow_ids(order)) for order in chunk]
         found = await DBOS.list_workflows_async(
-            workflow_ids=ids, load_input=False, load_output=False
+            workflow_ids=[workflow_id for _, ids in ids_of for workflow_id in ids],
+            load_input=False,
+            load_output=False,
         )
         status_of = {workflow.workflow_id: str(workflow.status) for workflow in found}
-        for order in chunk:
-            statuses = {
-                workflow_id: status_of[workflow_id]
-                for workflow_id in _workflow_ids(order)
-                if workflow_id in status_of
-            }
+        for order, ids in ids_of:
+            statuses = {i: status_of[i] for i in ids if i in status_of}
             if any(status in LIVE for status in statuses.values()):
                 continue
             if await db.read(order_status, order_id=order["order_id"]) != order["order_status"]:
