@@ -56,9 +56,11 @@ def store_processes(serving_pid: int) -> dict[str, int]:
     supervisor = parent_pid(serving_pid)
     if "widget_store" in command_line(supervisor) or "widget-store" in command_line(supervisor):
         found["supervisor"] = supervisor
-        others = [child for child in children(supervisor) if child != serving_pid]
-        serving = [child for child in others if not is_standby(child)]
-        standbys = [child for child in others if is_standby(child)]
+        serving: list[int] = []
+        standbys: list[int] = []
+        for child in children(supervisor):
+            if child != serving_pid:
+                (standbys if is_standby(child) else serving).append(child)
         for n, child in enumerate(serving, start=2):
             found[f"server-{n}"] = child
         for n, child in enumerate(standbys, start=1):
@@ -147,8 +149,8 @@ class CpuMeter:
                 for pid, cpu in _cpu_by_pid(after.backends).items()
             )
             resources["postgres_restarted"] = after.started_at != self._postgres_before.started_at
-            # Less the two snapshots' own.
-            resources["transactions"] = after.transactions - self._postgres_before.transactions - 2
+            # Less the first snapshot's own (the second's had not ended when it read the count).
+            resources["transactions"] = after.transactions - self._postgres_before.transactions - 1
         return resources
 
 
