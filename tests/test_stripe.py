@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -508,3 +510,14 @@ def test_the_tests_sign_as_stripe_does() -> None:
     secret = "whsec_test"
     event = stripe.Webhook.construct_event(body, stripe_signature(secret, body), secret)
     assert event.type == "payment_intent.succeeded"
+
+
+def test_a_store_without_stripe_never_loads_the_library() -> None:
+    """stripe-python is about 10 MiB of a process's memory: a serving process imports it only
+    when Stripe is configured (shop/stripe/api.py), and the standby, which imports everything
+    a start needs, does not either."""
+    probe = "import sys, widget_store.server.worker; print('stripe' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "False"

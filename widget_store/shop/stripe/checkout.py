@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Literal, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
-import stripe
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,6 +32,9 @@ from ..tables import OrderStatus, RefundStatus, stripe_events
 from ..workflows import STRIPE_PAYMENT, STRIPE_STEP, checkout_workflow_id
 from . import api as stripe_payments
 from .api import FAILED, SUCCEEDED, StripePayment
+
+if TYPE_CHECKING:
+    import stripe  # only for its types: api.py imports it where it is called
 
 log = logging.getLogger(__name__)
 
