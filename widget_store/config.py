@@ -154,7 +154,7 @@ class Settings(BaseSettings):
     # loop, which the supervisor backs off from; one that lived longer restarts at once.
     crash_loop_window_s: float = Field(default=2.0, gt=0)
     # A standby per serving process, its imports done, that takes over when it dies
-    # (server/standby.py): a quicker recovery for about 100 MiB of memory each.
+    # (server/standby.py): a quicker recovery for about 95 MiB of memory each.
     standby: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
